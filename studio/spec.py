@@ -1,0 +1,473 @@
+"""The run spec: the one description of a run that the UI, the CLI, presets and the
+worker all share.
+
+Plain dataclasses, a YAML round trip and `validate()`. Nothing here imports torch,
+trl or peft: the UI process imports this module on every keystroke.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+POSITIONAL_ENCODINGS = ("sinusoidal", "rope", "alibi", "yarn")
+ATTENTIONS = ("mha", "mqa", "gqa")
+NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu", "swiglu")
+MODEL_SOURCES = ("scratch", "pretrained")
+REGIMES = ("full", "freeze", "lora", "qlora", "dora", "prefix", "prompt", "ia3")
+OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor", "lion", "sophia", "muon")
+SCHEDULERS = ("none", "cosine", "linear", "polynomial")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CHECKPOINTING = ("auto", "on", "off")
+MIXINGS = ("interleave", "concat")
+STOPPING = ("all_exhausted", "first_exhausted")
+REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+SOURCE_KINDS = ("file", "hub")
+DEFAULT_TOKENIZER = "assets/tokenizer"
+
+
+@dataclass
+class ModelSpec:
+    """What to train: an architecture built from scratch, or an existing model."""
+
+    source: str = "scratch"  # scratch | pretrained
+    name_or_path: str = ""  # pretrained: hub id, local folder, or a run dir / its final/
+    tokenizer: str = DEFAULT_TOKENIZER  # folder or hub id; the studio's own by default
+    positional_encoding: str = "rope"
+    rope_theta: float = 10000.0
+    yarn_factor: float | None = None  # required when positional_encoding == "yarn"
+    attention: str = "gqa"
+    norm: str = "rmsnorm"
+    activation: str = "swiglu"
+    d_model: int = 128
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    d_ff: int = 352
+    n_layers: int = 4
+    vocab_size: int | None = None  # None: taken from the tokenizer
+    max_seq_len: int = 128
+    dropout: float = 0.0
+    sliding_window: int | None = None
+    attention_bias: bool = False
+    norm_eps: float = 1e-6
+    tie_embeddings: bool = True
+    trust_remote_code: bool = False
+
+
+@dataclass
+class DataSource:
+    """One line of the Data tab: a hub dataset or a local file, with a mixing weight."""
+
+    kind: str = "file"  # file | hub
+    path: str = ""  # file path, or hub dataset name
+    subset: str | None = None
+    split: str = "train"
+    weight: float = 1.0
+    format: str = "auto"  # auto, or a format name from studio.data.formats to override detection
+    streaming: bool = False
+
+
+@dataclass
+class DataSpec:
+    sources: list[DataSource] = field(default_factory=list)
+    mixing: str = "interleave"
+    stopping_strategy: str = "all_exhausted"
+    seed: int = 0
+    eval_fraction: float = 0.05
+    max_rows: int | None = None
+    packing: bool = False
+    assistant_only_loss: bool = True
+
+
+@dataclass
+class MethodSpec:
+    """How to train: the method, the parameter regime and each family's knobs.
+
+    Fields a method does not use are ignored by it; the registry says which it reads.
+    """
+
+    name: str = "sft"
+    regime: str = "full"
+    # adapters (LoRA family, freeze, prompt-style)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"  # "all-linear" or comma-separated names
+    freeze_trainable_layers: int = 2  # freeze: train only the last N blocks
+    freeze_extra_modules: str = ""  # freeze: comma-separated name fragments also trained
+    num_virtual_tokens: int = 16  # prefix / prompt tuning
+    quant_type: str = "nf4"  # qlora: nf4 | fp4
+    double_quant: bool = True
+    compute_dtype: str = "auto"  # qlora compute dtype: auto | fp32 | bf16 | fp16
+    # preference methods
+    beta: float = 0.1
+    loss_type: str = "sigmoid"  # dpo variants
+    simpo_gamma: float = 0.5
+    reference_model: str = ""  # "" = the starting policy
+    # online RL (grpo, ppo)
+    reward: str = "exact_match"  # a reward preset name, or "model:<run dir or folder>"
+    group_size: int = 4
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    max_new_tokens: int = 8
+    ppo_epochs: int = 4
+    clip_range: float = 0.2
+    vf_coef: float = 0.1
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    kl_coef: float = 0.05
+    mini_batch_size: int = 8
+    # distillation
+    teacher: str = ""
+    distill_temperature: float = 2.0
+    distill_alpha: float = 0.5
+
+
+@dataclass
+class TrainSpec:
+    max_steps: int = 200
+    epochs: float = 1.0  # used only when max_steps <= 0
+    batch_size: int = 16
+    grad_accum: int = 1
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+    scheduler: str = "cosine"
+    warmup_steps: float = 10  # < 1 is read as a fraction of the total steps
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: str = "auto"
+    gradient_checkpointing: str = "auto"
+    log_every: int = 5
+    eval_every: int = 0  # 0: no evaluation during training
+    eval_steps: int = 20  # number of eval batches
+    save_every: int = 0  # 0: checkpoints only at the end
+    save_best_only: bool = False
+    num_processes: int = 1
+    report_to: str = "none"
+    resume_from: str = ""  # checkpoint dir to resume from
+    resume_optimizer: bool = True
+
+
+@dataclass
+class RunSpec:
+    name: str = "run"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    method: MethodSpec = field(default_factory=MethodSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+
+    # -- YAML round trip ---------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "RunSpec":
+        return _build(cls, data or {}, "")
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RunSpec":
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunSpec":
+        return cls.from_yaml(Path(path).read_text())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
+    def with_overrides(self, assignments: list[str]) -> "RunSpec":
+        """Apply `key.path=value` strings (the CLI's --set) and return a new spec."""
+        data = self.to_dict()
+        for item in assignments:
+            if "=" not in item:
+                raise SpecError(item, "write overrides as key.path=value, e.g. train.max_steps=60")
+            key, raw = item.split("=", 1)
+            set_path(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        return RunSpec.from_dict(data)
+
+    def validate(self) -> list["Problem"]:
+        return validate(self)
+
+
+class SpecError(ValueError):
+    """A spec that cannot even be read: names the field and the fix."""
+
+    def __init__(self, field_name: str, fix: str):
+        self.field = field_name
+        self.fix = fix
+        super().__init__(f"{field_name}: {fix}")
+
+
+@dataclass
+class Problem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def set_path(data: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(key, f"'{part}' is not an index of {'.'.join(parts[:i])}")
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise SpecError(key, f"unknown section '{part}'")
+    last = parts[-1]
+    if isinstance(node, dict) and last not in node:
+        raise SpecError(key, f"unknown field '{last}'; known: {', '.join(node)}")
+    node[last] = value
+
+
+def _build(cls, data, path: str):
+    if not isinstance(data, dict):
+        raise SpecError(path or "spec", f"expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{path}." if path else ""
+        raise SpecError(where + unknown[0], f"unknown field; known fields: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
+    return cls(**kwargs)
+
+
+def _coerce(tp, value, path: str):
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value or {}, path)
+    if origin is list:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise SpecError(path, "expected a list")
+        return [_coerce(args[0], v, f"{path}.{i}") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise SpecError(path, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise SpecError(path, f"expected a whole number, got {value!r}")
+        try:
+            as_float = float(value)
+        except ValueError:
+            raise SpecError(path, f"expected a whole number, got {value!r}") from None
+        if as_float != int(as_float):
+            raise SpecError(path, f"expected a whole number, got {value!r}")
+        return int(as_float)
+    if tp is float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise SpecError(path, f"expected a number, got {value!r}") from None
+    if tp is str:
+        if value is None:
+            return ""
+        if isinstance(value, (dict, list)):
+            raise SpecError(path, f"expected text, got {type(value).__name__}")
+        return str(value)
+    return value
+
+
+# -- validation -----------------------------------------------------------------
+
+
+def validate(spec: RunSpec) -> list[Problem]:
+    """Every problem with the spec, each naming its field and the fix. Cheap and pure
+    (no model or data is loaded), so the UI can call it on every edit."""
+    problems: list[Problem] = []
+    add = lambda f, m: problems.append(Problem(f, m))  # noqa: E731
+    if not spec.name or any(c in spec.name for c in "/\\\0") or spec.name.startswith("."):
+        add("name", "use letters, digits, '-', '_' or '.'; no slashes, not starting with '.'")
+    problems += validate_model(spec.model)
+    problems += validate_data(spec.data)
+    problems += validate_method(spec.method, spec.model)
+    problems += validate_train(spec.train)
+    return problems
+
+
+def _choice(add, name, value, options):
+    if value not in options:
+        add(name, f"'{value}' is not one of {', '.join(options)}")
+        return False
+    return True
+
+
+def validate_model(m: ModelSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("model." + f, msg))  # noqa: E731
+    _choice(add, "source", m.source, MODEL_SOURCES)
+    if m.source == "pretrained":
+        if not m.name_or_path.strip():
+            add("name_or_path", "give a hub id (org/name), a local model folder, or a run directory")
+        return problems
+    if not m.tokenizer.strip():
+        add("tokenizer", f"give a tokenizer folder or hub id, e.g. {DEFAULT_TOKENIZER}")
+    _choice(add, "positional_encoding", m.positional_encoding, POSITIONAL_ENCODINGS)
+    _choice(add, "attention", m.attention, ATTENTIONS)
+    _choice(add, "norm", m.norm, NORMS)
+    _choice(add, "activation", m.activation, ACTIVATIONS)
+    for name in ("d_model", "n_heads", "n_kv_heads", "d_ff", "n_layers", "max_seq_len"):
+        if getattr(m, name) < 1:
+            add(name, "must be at least 1")
+    if m.vocab_size is not None and m.vocab_size < 2:
+        add("vocab_size", "must be at least 2, or empty to take it from the tokenizer")
+    if m.n_heads >= 1 and m.d_model >= 1:
+        if m.d_model % m.n_heads:
+            lo = m.d_model - m.d_model % m.n_heads
+            add("d_model", f"{m.d_model} is not divisible by n_heads={m.n_heads}; try d_model={lo or m.n_heads} or change n_heads")
+        elif (m.d_model // m.n_heads) % 2 and m.positional_encoding in ("rope", "yarn"):
+            add("d_model", f"rope needs an even head size; d_model/n_heads = {m.d_model // m.n_heads}")
+    if m.n_kv_heads >= 1 and m.n_heads >= 1:
+        if m.attention == "mha" and m.n_kv_heads != m.n_heads:
+            add("n_kv_heads", f"mha uses one K/V head per query head: set n_kv_heads={m.n_heads} or choose gqa")
+        elif m.attention == "mqa" and m.n_kv_heads != 1:
+            add("n_kv_heads", "mqa shares a single K/V head: set n_kv_heads=1 or choose gqa")
+        elif m.n_heads % m.n_kv_heads:
+            add("n_kv_heads", f"n_heads={m.n_heads} is not divisible by n_kv_heads={m.n_kv_heads}; pick a divisor of {m.n_heads}")
+    if m.positional_encoding == "yarn":
+        if m.yarn_factor is None or m.yarn_factor <= 1.0:
+            add("yarn_factor", "yarn needs a context scaling factor above 1, e.g. 4.0")
+    if m.positional_encoding in ("rope", "yarn") and m.rope_theta <= 0:
+        add("rope_theta", "must be positive, e.g. 10000")
+    if not 0.0 <= m.dropout < 1.0:
+        add("dropout", "must be in [0, 1), e.g. 0.0 or 0.1")
+    if m.sliding_window is not None and m.sliding_window < 1:
+        add("sliding_window", "must be a positive number of tokens, or empty for full attention")
+    if m.norm_eps <= 0 or m.norm_eps > 0.1:
+        add("norm_eps", "must be a small positive number, e.g. 1e-6")
+    return problems
+
+
+def validate_data(d: DataSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("data." + f, msg))  # noqa: E731
+    if not d.sources:
+        add("sources", "add at least one source (a file or a hub dataset)")
+    for i, s in enumerate(d.sources):
+        prefix = f"sources.{i}."
+        _choice(add, prefix + "kind", s.kind, SOURCE_KINDS)
+        if not s.path.strip():
+            add(prefix + "path", "give a file path or a hub dataset name")
+        if not s.weight > 0:
+            add(prefix + "weight", f"weights must be positive, got {s.weight}")
+    _choice(add, "mixing", d.mixing, MIXINGS)
+    _choice(add, "stopping_strategy", d.stopping_strategy, STOPPING)
+    if not 0.0 <= d.eval_fraction < 0.9:
+        add("eval_fraction", "must be in [0, 0.9), e.g. 0.05")
+    if d.max_rows is not None and d.max_rows < 1:
+        add("max_rows", "must be at least 1, or empty for all rows")
+    return problems
+
+
+def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
+    # The registry knows which names and regimes exist; import it lazily (it is
+    # light: no trl at import) to keep this module free of cycles.
+    from studio.methods import REGISTRY
+
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("method." + f, msg))  # noqa: E731
+    info = REGISTRY.get(m.name)
+    if info is None:
+        add("name", f"'{m.name}' is not a method; choose one of {', '.join(REGISTRY)}")
+        return problems
+    if m.regime not in info.regimes:
+        add("regime", f"{m.name} supports {', '.join(info.regimes)}; '{m.regime}' is not one of them")
+    if m.regime in ("lora", "qlora", "dora"):
+        if m.lora_r < 1:
+            add("lora_r", "rank must be at least 1, e.g. 16")
+        if m.lora_alpha <= 0:
+            add("lora_alpha", "must be positive, e.g. 2 x lora_r")
+        if not 0 <= m.lora_dropout < 1:
+            add("lora_dropout", "must be in [0, 1)")
+    if m.regime == "qlora":
+        _choice(add, "quant_type", m.quant_type, ("nf4", "fp4"))
+    if m.regime in ("prefix", "prompt") and m.num_virtual_tokens < 1:
+        add("num_virtual_tokens", "must be at least 1, e.g. 16")
+    if m.regime == "freeze" and model.source == "scratch" and m.freeze_trainable_layers > model.n_layers:
+        add("freeze_trainable_layers", f"the model has {model.n_layers} blocks; train at most that many")
+    if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
+        add("beta", "must be positive, e.g. 0.1")
+    if m.name in ("grpo", "ppo"):
+        if not m.reward.strip():
+            add("reward", "choose a reward preset (e.g. exact_match) or model:<reward run dir>")
+        if m.group_size < 2 and m.name == "grpo":
+            add("group_size", "GRPO compares answers within a group: use at least 2")
+        if m.temperature <= 0:
+            add("temperature", "must be positive, e.g. 1.0")
+        if not 0 < m.top_p <= 1:
+            add("top_p", "must be in (0, 1]")
+        if m.max_new_tokens < 1:
+            add("max_new_tokens", "must be at least 1")
+    if m.name == "ppo":
+        if not 0 < m.clip_range < 1:
+            add("clip_range", "must be in (0, 1), e.g. 0.2")
+        if not 0 <= m.gae_lambda <= 1 or not 0 <= m.gamma <= 1:
+            add("gae_lambda", "gamma and gae_lambda must be in [0, 1]")
+        if m.ppo_epochs < 1:
+            add("ppo_epochs", "must be at least 1")
+    if m.name == "distill":
+        if not m.teacher.strip():
+            add("teacher", "give the teacher: a run directory, a model folder or a hub id sharing the tokenizer")
+        if not 0 <= m.distill_alpha <= 1:
+            add("distill_alpha", "must be in [0, 1]: the weight of the KL term")
+        if m.distill_temperature <= 0:
+            add("distill_temperature", "must be positive, e.g. 2.0")
+    if info.needs_base and model.source == "scratch" and m.name not in ("pretrain", "sft", "distill"):
+        add("name", f"{m.name} refines an existing policy: set model.source=pretrained with a run or model folder")
+    return problems
+
+
+def validate_train(t: TrainSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("train." + f, msg))  # noqa: E731
+    if t.max_steps <= 0 and t.epochs <= 0:
+        add("max_steps", "set max_steps > 0, or epochs > 0 with max_steps = 0")
+    for name in ("batch_size", "grad_accum", "num_processes", "log_every"):
+        if getattr(t, name) < 1:
+            add(name, "must be at least 1")
+    if not t.learning_rate > 0:
+        add("learning_rate", "must be positive, e.g. 1e-4")
+    if t.weight_decay < 0:
+        add("weight_decay", "must be zero or positive")
+    _choice(add, "optimizer", t.optimizer, OPTIMIZERS)
+    _choice(add, "scheduler", t.scheduler, SCHEDULERS)
+    _choice(add, "precision", t.precision, PRECISIONS)
+    _choice(add, "gradient_checkpointing", t.gradient_checkpointing, CHECKPOINTING)
+    _choice(add, "report_to", t.report_to, REPORT_TO)
+    if t.warmup_steps < 0:
+        add("warmup_steps", "must be zero or positive (below 1 it is a fraction of the steps)")
+    if t.max_grad_norm < 0:
+        add("max_grad_norm", "must be zero (off) or positive, e.g. 1.0")
+    if t.eval_every < 0 or t.save_every < 0:
+        add("eval_every", "eval_every and save_every must be zero (off) or positive")
+    if t.save_best_only and t.eval_every <= 0:
+        add("save_best_only", "needs evaluation: set eval_every > 0, or turn save_best_only off")
+    return problems
