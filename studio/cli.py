@@ -1,0 +1,180 @@
+"""`python -m studio ...`: the headless face of the studio.
+
+Training goes through the same path as the UI (jobs.launch -> worker subprocess ->
+run directory), so a CLI run shows up in the UI's history and vice versa.
+Subcommands from other modules register through their `add_cli(subparsers)`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+from studio import jobs
+from studio.spec import SpecError
+
+# modules that contribute subcommands (estimate, data, advise); each imports lightly
+PLUGINS = ("studio.estimate", "studio.data", "studio.advisor")
+
+
+def _progress_bar(step: int, total: int, elapsed: float, loss) -> str:
+    total = max(total, 1)
+    frac = min(step / total, 1.0)
+    bar = "#" * int(frac * 30)
+    eta = (elapsed / step * (total - step)) if step else 0
+    loss_s = f" loss {loss:.4f}" if isinstance(loss, (int, float)) else ""
+    return f"\r[{bar:<30}] {step}/{total} {elapsed:5.0f}s eta {eta:4.0f}s{loss_s}"
+
+
+def cmd_train(args) -> int:
+    from studio.metrics import MetricsTail
+    from studio.presets import load_run
+
+    try:
+        spec = load_run(args.spec).with_overrides(args.set or [])
+        run_dir = jobs.launch(spec, args.runs_dir)
+    except (SpecError, jobs.JobError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"Run directory: {run_dir}", flush=True)
+    tail = MetricsTail(run_dir / "metrics.jsonl")
+    loss = None
+    start = time.time()
+    try:
+        while True:
+            for rec in tail.read_new():
+                if rec.get("loss") is not None:
+                    loss = rec["loss"]
+            st = jobs.status(run_dir)
+            if sys.stderr.isatty() or args.progress:
+                print(_progress_bar(st.get("step", 0), st.get("total", 0), time.time() - start, loss),
+                      end="", file=sys.stderr, flush=True)
+            if st.get("state") in jobs.TERMINAL:
+                break
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print("\nStopping (saving a checkpoint)...", file=sys.stderr)
+        st = jobs.stop(run_dir, save=True)
+    print(file=sys.stderr)
+    state = st.get("state")
+    print(f"{state}: {run_dir}")
+    if state != "completed":
+        if st.get("error"):
+            print(st["error"], file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_runs(args) -> int:
+    if args.action == "list":
+        rows = jobs.list_runs(args.runs_dir)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            for r in rows:
+                loss = f"{r['last_loss']:.4f}" if isinstance(r["last_loss"], float) else "-"
+                print(f"{r['run_id']:<48} {r['state']:<10} {r['method']:<12} {r['step']}/{r['total']} loss {loss}")
+        return 0
+    run_dir = jobs.run_path(args.run, args.runs_dir)
+    if args.action == "show":
+        print(json.dumps(jobs.status(run_dir), indent=1))
+    elif args.action == "stop":
+        print(jobs.stop(run_dir, save=args.save).get("state"))
+    elif args.action == "resume":
+        jobs.resume(run_dir, args.max_steps, not args.no_optimizer)
+        print(f"resumed: {run_dir}")
+    elif args.action == "delete":
+        jobs.delete_run(run_dir)
+        print(f"deleted: {run_dir}")
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from studio.inference import GenerationSettings, load, stream_chat
+
+    loaded = load(args.model, trust_remote_code=args.trust_remote_code, runs_dir=args.runs_dir)
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                                  system_prompt=args.system or "")
+    shown = ""
+    for text in stream_chat(loaded, [{"role": "user", "content": args.prompt}], settings):
+        sys.stdout.write(text[len(shown):])
+        sys.stdout.flush()
+        shown = text
+    print()
+    return 0
+
+
+def cmd_methods(args) -> int:
+    from studio.methods import table
+
+    rows = table()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            print(f"{r['name']:<9} {r['title']:<42} data: {'/'.join(r['data_kinds']):<22} "
+                  f"regimes: {','.join(r['regimes'])}  lr~{r['typical_lr']:g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m studio", description="Training Studio, headless.")
+    p.add_argument("--runs-dir", default=None, help="where runs live (default: ./runs or $STUDIO_RUNS_DIR)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a spec in the foreground")
+    t.add_argument("spec", help="a spec YAML file, or a recipe name such as quickstart")
+    t.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a field")
+    t.add_argument("--progress", action="store_true", help="draw the progress bar even when not a TTY")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("runs", help="list and manage runs")
+    rs = r.add_subparsers(dest="action", required=True)
+    rl = rs.add_parser("list")
+    rl.add_argument("--json", action="store_true")
+    for name in ("show", "stop", "resume", "delete"):
+        x = rs.add_parser(name)
+        x.add_argument("run", help="run id or run directory")
+        if name == "stop":
+            x.add_argument("--save", action="store_true", help="save a checkpoint and final/ before stopping")
+        if name == "resume":
+            x.add_argument("--max-steps", type=int, default=None)
+            x.add_argument("--no-optimizer", action="store_true", help="start a fresh optimizer")
+    r.set_defaults(func=cmd_runs)
+
+    c = sub.add_parser("chat", help="one reply from a run's model or a model folder")
+    c.add_argument("model", help="run id, run directory, model folder or hub id")
+    c.add_argument("--prompt", required=True)
+    c.add_argument("--system", default=None)
+    c.add_argument("--max-new-tokens", type=int, default=64)
+    c.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    c.add_argument("--trust-remote-code", action="store_true")
+    c.set_defaults(func=cmd_chat)
+
+    m = sub.add_parser("methods", help="the method registry")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_methods)
+
+    for name in PLUGINS:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "add_cli"):
+            module.add_cli(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # subparsers of plugins may not know --runs-dir; keep the global one available
+    if not hasattr(args, "runs_dir"):
+        args.runs_dir = None
+    try:
+        return args.func(args) or 0
+    except (jobs.JobError, SpecError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,318 @@
+"""Run directories and the training processes behind them.
+
+Everything that matters about a run is on disk under runs/<run-id>/ (spec.yaml,
+status.json, metrics.jsonl, train.log, checkpoints/, final/), so a page reload, a
+second browser or an app restart loses nothing: state is keyed by run id, never held
+in this process. Imports neither gradio nor torch.
+
+One job per device: the worker takes an exclusive lock on runs/.device.lock before it
+loads anything; a second run waits there in state "queued". The kernel drops the lock
+when a worker dies, even by SIGKILL, so the queue never wedges.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from studio.spec import RunSpec
+
+TERMINAL = ("completed", "failed", "stopped")
+STOP_REQUEST = "stop_request.json"
+LOCK_FILE = ".device.lock"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
+
+
+class JobError(RuntimeError):
+    """A refusal with its reason, shown to the person as is."""
+
+
+def runs_root(runs_dir: str | Path | None = None) -> Path:
+    root = Path(runs_dir or os.environ.get("STUDIO_RUNS_DIR", "runs")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
+    """The directory of a run id, confined to the runs root (no traversal)."""
+    root = runs_root(runs_dir)
+    candidate = Path(run_id)
+    if candidate.is_absolute() or len(candidate.parts) > 1:
+        resolved = candidate.resolve()
+        if resolved.parent != root:
+            raise JobError(f"{run_id} is not a run inside {root}")
+        run_id = resolved.name
+    if not _RUN_ID.match(run_id):
+        raise JobError(f"'{run_id}' is not a run id (letters, digits, '.', '_', '-')")
+    return root / run_id
+
+
+# -- status.json -----------------------------------------------------------------
+
+
+def read_status(run_dir: str | Path) -> dict:
+    try:
+        return json.loads((Path(run_dir) / "status.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"state": "unknown"}
+
+
+def write_status(run_dir: str | Path, **fields) -> dict:
+    """Merge fields into status.json atomically (readers never see half a file)."""
+    path = Path(run_dir) / "status.json"
+    status = read_status(run_dir)
+    if status.get("state") == "unknown":
+        status = {}
+    status.update(fields)
+    status["updated"] = time.time()
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(status, indent=1))
+    os.replace(tmp, path)
+    return status
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie answers kill(0) but is dead; pid reuse by another program too
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"studio.worker" in cmdline
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def status(run_dir: str | Path) -> dict:
+    """status.json, reconciled with reality: a run whose worker vanished is failed."""
+    run_dir = Path(run_dir)
+    st = read_status(run_dir)
+    if st.get("state") in ("running", "queued", "starting") and not _pid_alive(st.get("pid")):
+        # give a just-launched worker a moment to write its first status
+        if time.time() - st.get("updated", 0) > 5:
+            st = write_status(run_dir, state="failed", ended=time.time(),
+                              error=st.get("error") or "The training process ended without reporting "
+                              "(killed by a signal, e.g. SIGKILL or the out-of-memory killer). "
+                              "See train.log for its last lines.")
+    if st.get("state") == "queued":
+        st["queue_position"] = queue_position(run_dir)
+    return st
+
+
+def queue_position(run_dir: Path) -> int:
+    mine = read_status(run_dir).get("created", 0)
+    ahead = 0
+    for other in run_dir.parent.iterdir():
+        if other == run_dir or not (other / "status.json").exists():
+            continue
+        st = read_status(other)
+        if st.get("state") == "queued" and st.get("created", 0) < mine and _pid_alive(st.get("pid")):
+            ahead += 1
+    return ahead + 1
+
+
+# -- launching -------------------------------------------------------------------
+
+
+def new_run_id(name: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe[:40]}-{secrets.token_hex(2)}"
+
+
+def create_run(spec: RunSpec, runs_dir: str | Path | None = None) -> Path:
+    problems = spec.validate()
+    if problems:
+        raise JobError("The run was not started:\n" + "\n".join(f"- {p}" for p in problems))
+    run_dir = runs_root(runs_dir) / new_run_id(spec.name)
+    (run_dir / "checkpoints").mkdir(parents=True)
+    spec.save(run_dir / "spec.yaml")
+    write_status(run_dir, state="queued", created=time.time(), step=0, total=spec.train.max_steps)
+    return run_dir
+
+
+def worker_command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "studio.worker", str(run_dir)]
+
+
+def start(run_dir: Path, env: dict | None = None) -> subprocess.Popen:
+    """Start the worker for an existing run dir: no shell, its own process group, output
+    to train.log (a file, not a pipe, so the run outlives this process)."""
+    run_dir = Path(run_dir)
+    (run_dir / STOP_REQUEST).unlink(missing_ok=True)
+    log = open(run_dir / "train.log", "ab")
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    project_root = str(Path(__file__).resolve().parent.parent)
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, full_env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(
+        worker_command(run_dir), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True, cwd=os.getcwd(), env=full_env,
+    )
+    log.close()
+    write_status(run_dir, pid=proc.pid, pgid=proc.pid, state="queued", launched=time.time())
+    # Reap the child as soon as it ends (no zombie), and record a death it could not report.
+    threading.Thread(target=_reap, args=(proc, run_dir), daemon=True).start()
+    return proc
+
+
+def _reap(proc: subprocess.Popen, run_dir: Path) -> None:
+    code = proc.wait()
+    st = read_status(run_dir)
+    if st.get("state") not in TERMINAL:
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        write_status(run_dir, state="failed", ended=time.time(), returncode=code,
+                     error=f"The training process was ended by {how} before it finished. "
+                     "See train.log for its last lines.")
+
+
+def launch(spec: RunSpec, runs_dir: str | Path | None = None, env: dict | None = None) -> Path:
+    """Validate, create the run directory and start its worker. Returns the run dir."""
+    run_dir = create_run(spec, runs_dir)
+    start(run_dir, env)
+    return run_dir
+
+
+# -- stopping --------------------------------------------------------------------
+
+
+def request_stop(run_dir: Path, save: bool) -> None:
+    (Path(run_dir) / STOP_REQUEST).write_text(json.dumps({"save": save, "time": time.time()}))
+
+
+def stop(run_dir: str | Path, save: bool = False, timeout: float = 60.0) -> dict:
+    """Stop a run. With save, the worker finishes its current step, saves final/ and
+    exits; without, the whole process group gets SIGTERM at once. Either way the group
+    is SIGKILLed if anything is still alive after the grace period."""
+    run_dir = Path(run_dir)
+    st = read_status(run_dir)
+    pgid = st.get("pgid") or st.get("pid")
+    request_stop(run_dir, save)
+    if not pgid or not _pid_alive(st.get("pid")):
+        if st.get("state") not in TERMINAL:
+            write_status(run_dir, state="stopped", ended=time.time())
+        return read_status(run_dir)
+    deadline = time.time() + (timeout if save else 10.0)
+    if not save:
+        _signal_group(pgid, signal.SIGTERM)
+    while time.time() < deadline and _group_alive(pgid):
+        time.sleep(0.1)
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGTERM)
+        time.sleep(2)
+        _signal_group(pgid, signal.SIGKILL)
+        time.sleep(0.2)
+    if read_status(run_dir).get("state") not in TERMINAL:
+        write_status(run_dir, state="stopped", ended=time.time())
+    return read_status(run_dir)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process is left in the group."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if stat[0] != "Z" and int(stat[2]) == pgid:
+            return True
+    return False
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if stat[0] != "Z" and int(stat[2]) == pgid:
+                out.append(int(proc.name))
+    return out
+
+
+# -- history ---------------------------------------------------------------------
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
+    """Every run, newest first, with its state and last metrics."""
+    from studio.metrics import read_all
+
+    rows = []
+    for run_dir in sorted(runs_root(runs_dir).iterdir(), reverse=True):
+        if not (run_dir / "spec.yaml").exists():
+            continue
+        st = status(run_dir)
+        try:
+            spec = RunSpec.load(run_dir / "spec.yaml")
+            method, name = spec.method.name + ("/" + spec.method.regime if spec.method.regime != "full" else ""), spec.name
+        except Exception:  # a hand-edited spec must not hide the other runs
+            method, name = "?", run_dir.name
+        last_loss = None
+        for rec in reversed(read_all(run_dir)):
+            if rec.get("loss") is not None:
+                last_loss = rec["loss"]
+                break
+        started, ended = st.get("started"), st.get("ended")
+        rows.append({
+            "run_id": run_dir.name, "name": name, "method": method, "state": st.get("state"),
+            "step": st.get("step", 0), "total": st.get("total", 0), "last_loss": last_loss,
+            "duration_s": round((ended or time.time()) - started, 1) if started else None,
+            "has_final": (run_dir / "final").exists(), "path": str(run_dir),
+        })
+    return rows
+
+
+def delete_run(run_dir: str | Path) -> None:
+    run_dir = Path(run_dir)
+    if status(run_dir).get("state") in ("running", "queued"):
+        raise JobError("Stop the run before deleting it.")
+    shutil.rmtree(run_dir)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    ckpts = sorted(Path(run_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return ckpts[-1] if ckpts else None
+
+
+def resume(run_dir: str | Path, max_steps: int | None = None, with_optimizer: bool = True,
+           env: dict | None = None) -> subprocess.Popen:
+    """Continue a stopped/failed/completed run in place from its latest checkpoint,
+    optionally extending max_steps. Metrics keep appending to the same file."""
+    run_dir = Path(run_dir)
+    if status(run_dir).get("state") in ("running", "queued"):
+        raise JobError("The run is still going; stop it before resuming.")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise JobError("No checkpoint to resume from: set train.save_every, or stop with 'stop and save'.")
+    spec = RunSpec.load(run_dir / "spec.yaml")
+    spec.train.resume_from = str(ckpt)
+    spec.train.resume_optimizer = with_optimizer
+    if max_steps:
+        spec.train.max_steps = max_steps
+    spec.save(run_dir / "spec.yaml")
+    write_status(run_dir, state="queued", error=None, ended=None, total=spec.train.max_steps)
+    return start(run_dir, env)

@@ -1,0 +1,158 @@
+"""What every Trainer-based method shares: spec -> trainer config, model + tokenizer +
+data loading, resume, and saving final/. Imported only by the worker."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+from studio.methods.context import TrainContext
+
+# The studio's option names -> transformers' (one place, so the UI names stay stable).
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor",
+              "lion": "lion_32bit"}
+SCHEDULERS = {"none": "constant_with_warmup", "cosine": "cosine", "linear": "linear",
+              "polynomial": "polynomial"}
+
+
+def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
+    """TrainingArguments fields from the spec; valid for transformers and every trl config."""
+    t = ctx.spec.train
+    kw = dict(
+        output_dir=str(ctx.checkpoints_dir),
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        lr_scheduler_type=SCHEDULERS[t.scheduler],
+        warmup_steps=t.warmup_steps,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=ctx.precision == "bf16",
+        fp16=ctx.precision == "fp16",
+        use_cpu=ctx.device == "cpu",
+        gradient_checkpointing=use_checkpointing(ctx),
+        logging_steps=t.log_every,
+        logging_first_step=True,
+        report_to=[] if t.report_to == "none" else [t.report_to],
+        disable_tqdm=True,
+        save_strategy="steps" if t.save_every > 0 else "no",
+        save_steps=t.save_every or 500,
+        save_total_limit=2,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,  # tokenised in memory: workers only add start-up cost here
+        remove_unused_columns=True,
+    )
+    if t.optimizer in OPTIMIZERS:
+        kw["optim"] = OPTIMIZERS[t.optimizer]
+    if eval_dataset is not None and t.eval_every > 0:
+        kw.update(eval_strategy="steps", eval_steps=t.eval_every)
+        if t.save_best_only:
+            kw.update(save_strategy="steps", save_steps=t.eval_every, load_best_model_at_end=True,
+                      metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=1)
+    return kw
+
+
+def make_config(config_cls, ctx: TrainContext, eval_dataset=None, **method_kwargs):
+    """Build a TrainingArguments/trl config, keeping only the fields that class has
+    (the trl configs differ a little from each other and from transformers)."""
+    kw = {**config_kwargs(ctx, eval_dataset), **method_kwargs}
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    if "gradient_checkpointing" not in fields and "activation_checkpointing" in fields:
+        kw["activation_checkpointing"] = kw.pop("gradient_checkpointing")
+    return config_cls(**{k: v for k, v in kw.items() if k in fields})
+
+
+def use_checkpointing(ctx: TrainContext) -> bool:
+    mode = ctx.spec.train.gradient_checkpointing
+    if mode != "auto":
+        return mode == "on"
+    if ctx.spec.method.regime == "prefix":
+        return False  # peft prefix tuning breaks under checkpointing (tensor size mismatch)
+    # Recomputing costs ~30% more compute: only when the estimate says memory is short.
+    return bool(ctx.extras.get("memory_short", False))
+
+
+def optimizer_kwargs(ctx: TrainContext) -> dict:
+    """Trainer kwargs for optimizers transformers does not name (sophia, muon)."""
+    name = ctx.spec.train.optimizer
+    if name in OPTIMIZERS:
+        return {}
+    from studio.optim import optimizer_cls_and_kwargs
+
+    return {"optimizer_cls_and_kwargs": optimizer_cls_and_kwargs(name, ctx.spec.train)}
+
+
+def load_tokenizer(ctx: TrainContext):
+    from studio.model import load_tokenizer
+
+    return load_tokenizer(ctx.spec.model)
+
+
+def load_model(ctx: TrainContext, tokenizer, apply_regime: bool = True):
+    """The model the spec names (built or loaded), on the device, with its regime."""
+    import torch
+
+    from studio.model import apply_regime as _apply, build_or_load
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision, torch.float32)
+    model = build_or_load(ctx.spec.model, tokenizer, ctx.spec.method, dtype=dtype, device=ctx.device)
+    if apply_regime:
+        model = _apply(model, ctx.spec.method, ctx.spec.model)
+    return model
+
+
+def load_data(ctx: TrainContext, kinds: tuple[str, ...] | None = None):
+    from studio.data import build
+    from studio.methods import method
+
+    bundle = build(ctx.spec, kinds or method(ctx.spec.method.name).data_kinds)
+    print(f"Data: {len(bundle.train)} training rows ({bundle.kind})"
+          + (f", {len(bundle.eval)} held out" if bundle.eval is not None else ""), flush=True)
+    if bundle.eval is not None and ctx.spec.train.eval_steps > 0:
+        # eval_steps is the number of eval batches (as in the seed docs), not a frequency
+        limit = ctx.spec.train.eval_steps * ctx.spec.train.batch_size
+        if len(bundle.eval) > limit:
+            bundle.eval = bundle.eval.select(range(limit))
+    return bundle
+
+
+def resume_checkpoint(ctx: TrainContext) -> str | None:
+    """The checkpoint to resume from; without optimizer state, a copy that lacks it
+    (the Trainer then starts a fresh optimizer but keeps the step count and weights)."""
+    src = ctx.spec.train.resume_from
+    if not src:
+        return None
+    src_path = Path(src)
+    if not src_path.is_dir():
+        raise FileNotFoundError(src)
+    if ctx.spec.train.resume_optimizer:
+        return str(src_path)
+    dst = ctx.run_dir / "resume-weights-only"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src_path, dst, ignore=shutil.ignore_patterns("optimizer.pt", "scheduler.pt",
+                                                                 "optimizer.bin", "scaler.pt"))
+    return str(dst)
+
+
+def train_and_save(ctx: TrainContext, trainer, tokenizer) -> None:
+    """Run the trainer (resuming when asked) and save final/ in save_pretrained format."""
+    from studio.worker import stop_request
+
+    trainer.train(resume_from_checkpoint=resume_checkpoint(ctx))
+    if stop_request(ctx.run_dir) == "now":
+        return  # "stop now": no final save, the person asked for the process to end
+    save_final(ctx, trainer.model, tokenizer)
+
+
+def save_final(ctx: TrainContext, model, tokenizer) -> Path:
+    final = ctx.final_dir
+    final.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(final, safe_serialization=True)
+    tokenizer.save_pretrained(final)
+    ctx.spec.save(final / "studio_spec.yaml")  # how it was made, for chains and the chat tab
+    return final
