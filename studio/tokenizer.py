@@ -86,7 +86,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
 
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token=IM_END, pad_token=PAD, bos_token=None,
-        unk_token=None, chat_template=CHATML_TEMPLATE)
+        unk_token=None, chat_template=CHATML_TEMPLATE,
+        extra_special_tokens=[t for t in specials if t not in (IM_END, PAD)])
     if out_dir is not None:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         hf.save_pretrained(str(out_dir))
