@@ -1,0 +1,323 @@
+"""Where rows come from: local files (inside the allowed data roots) and hub datasets.
+
+Local files are read here, line by line, so a malformed line becomes a reported bad row
+instead of an Arrow parse error that loses the whole file. Hub datasets go through
+`datasets.load_dataset` (the local cache works offline); a folder written by
+`Dataset.save_to_disk` is read with `load_from_disk`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.data.errors import DataError
+from studio.spec import DataSource
+
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet", ".txt", ".ndjson", ".tsv")
+MAX_LINE_BYTES = 8_000_000  # a longer line is a broken export, not a training example
+ROOTS_ENV = "STUDIO_DATA_ROOTS"
+UPLOADS_ENV = "STUDIO_UPLOADS_DIR"
+
+
+# -- allowed roots ----------------------------------------------------------------------
+
+
+def uploads_dir() -> Path:
+    """Where the browser's uploads are copied (env STUDIO_UPLOADS_DIR, else ./uploads)."""
+    return Path(os.environ.get(UPLOADS_ENV) or Path.cwd() / "uploads").expanduser().resolve()
+
+
+def allowed_roots() -> list[Path]:
+    """Folders data may be read from: ./assets, the uploads folder, and the folders in
+    STUDIO_DATA_ROOTS (separated by os.pathsep). Read on every call: no cached state."""
+    roots = [(Path.cwd() / "assets").resolve(), uploads_dir()]
+    for part in os.environ.get(ROOTS_ENV, "").split(os.pathsep):
+        if part.strip():
+            roots.append(Path(part.strip()).expanduser().resolve())
+    return roots
+
+
+def resolve_path(path: str, field_name: str = "data.sources") -> Path:
+    """An existing path inside the allowed roots, symlinks and '..' resolved first."""
+    if not isinstance(path, str) or not path.strip() or "\0" in path:
+        raise DataError(field_name, "give a file path")
+    resolved = (Path.cwd() / Path(path.strip()).expanduser()).resolve()
+    roots = allowed_roots()
+    if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
+        where = ", ".join(str(r) for r in roots)
+        raise DataError(field_name, f"'{path}' is outside the allowed data folders ({where}); "
+                        f"copy it under assets/ or the uploads folder, or add its folder to {ROOTS_ENV}")
+    if not resolved.exists():
+        raise DataError(field_name, f"'{path}' does not exist")
+    return resolved
+
+
+# -- the `name | subset | weight` lines -------------------------------------------------------
+
+
+def _looks_like_path(name: str) -> bool:
+    return (name.lower().endswith(FILE_SUFFIXES) or name.startswith((".", "/", "~"))
+            or Path(name).expanduser().exists())
+
+
+def parse_source_lines(text: str) -> list[DataSource]:
+    """`name | subset | weight [| split]` per line (subset, weight optional; '#' starts a
+    comment). A name that is a local path or has a data-file suffix becomes a file source."""
+    sources = []
+    for n, line in enumerate((text or "").splitlines(), 1):
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) > 4:
+            raise DataError(f"line {n}", "write name | subset | weight (| split); too many '|'")
+        name = parts[0]
+        if not name:
+            raise DataError(f"line {n}", "the line starts with '|': put the dataset name or file first")
+        subset = parts[1] if len(parts) > 1 and parts[1] else None
+        weight = 1.0
+        if len(parts) > 2 and parts[2]:
+            try:
+                weight = float(parts[2])
+            except ValueError:
+                raise DataError(f"line {n}", f"weight '{parts[2]}' is not a number, e.g. 0.5") from None
+            if not weight > 0:
+                raise DataError(f"line {n}", f"weight must be positive, got {parts[2]}")
+        split = parts[3] if len(parts) > 3 and parts[3] else "train"
+        is_file = _looks_like_path(name) and Path(name).expanduser().suffix.lower() in FILE_SUFFIXES
+        sources.append(DataSource(kind="file" if is_file else "hub", path=name,
+                                  subset=None if is_file else subset, split=split, weight=weight))
+    return sources
+
+
+def format_source_lines(sources: list[DataSource]) -> str:
+    """The inverse of parse_source_lines, for showing a spec's sources as text."""
+    lines = []
+    for s in sources:
+        parts = [s.path, s.subset or "", f"{s.weight:g}"]
+        if s.split != "train":
+            parts.append(s.split)
+        lines.append(" | ".join(parts))
+    return "\n".join(lines)
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+@dataclass
+class Raw:
+    """What a source gave before normalisation: rows as Python objects (files, small hub
+    sets) or a datasets object (streamed hub sets), plus rows that could not be read."""
+
+    label: str  # the path or hub name, for messages
+    rows: list | None = None
+    dataset: Any = None  # datasets.IterableDataset when streaming
+    bad: list[tuple[int, str]] = field(default_factory=list)  # (line or row number, reason)
+    test: "Raw | None" = None  # the source's own held-out split, when it has one
+    fixed_format: str | None = None  # a reader that already knows the format (.txt)
+    lines: list[int] = field(default_factory=list)  # the line (or row) number of each row
+
+    def add(self, line: int, row: dict) -> None:
+        self.rows.append(row)
+        self.lines.append(line)
+
+    def line_of(self, i: int) -> int:
+        return self.lines[i] if i < len(self.lines) else i + 1
+
+
+def read_file(path: Path, fmt: str = "auto") -> Raw:
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        raise DataError("path", f"'{path}' is a folder; give a file, or add it as a hub-style dataset folder")
+    if suffix in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    if suffix == ".json":
+        return _read_json(path)
+    if suffix in (".csv", ".tsv"):
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return Raw(str(path), rows=pq.read_table(path).to_pylist())
+        except Exception as exc:  # noqa: BLE001 - any pyarrow failure means an unreadable file
+            raise DataError("path", f"'{path.name}' is not a readable parquet file ({exc})") from None
+    if suffix == ".txt":
+        return _read_txt(path, whole=fmt == "document")
+    raise DataError("path", f"'{path.name}': unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
+
+
+def _read_jsonl(path: Path) -> Raw:
+    raw = Raw(str(path), rows=[])
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if len(line) > MAX_LINE_BYTES:
+                raw.bad.append((n, f"line is {len(line) / 1e6:.1f} MB, over the "
+                                   f"{MAX_LINE_BYTES // 1_000_000} MB limit per row"))
+                continue
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                raw.bad.append((n, "malformed JSON"))
+                continue
+            if not isinstance(row, dict):
+                raw.bad.append((n, f"line is a JSON {type(row).__name__}, not an object"))
+                continue
+            raw.add(n, row)
+    return raw
+
+
+def _read_json(path: Path) -> Raw:
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, RecursionError):
+        return _read_jsonl(path)  # many ".json" exports are really JSON lines
+    if isinstance(data, dict):
+        lists = [v for v in data.values() if isinstance(v, list)]
+        if len(lists) == 1:
+            data = lists[0]
+        elif all(isinstance(v, list) for v in data.values()) and data:
+            # column-oriented: {"prompt": [...], "answer": [...]}
+            n = max(len(v) for v in data.values())
+            data = [{k: (v[i] if i < len(v) else None) for k, v in data.items()} for i in range(n)]
+        else:
+            data = [data]
+    if not isinstance(data, list):
+        raise DataError("path", f"'{path.name}' holds a JSON {type(data).__name__}; expected a list of rows")
+    raw = Raw(str(path), rows=[])
+    for n, row in enumerate(data, 1):
+        if isinstance(row, dict):
+            raw.add(n, row)
+        else:
+            raw.bad.append((n, f"row is a JSON {type(row).__name__}, not an object"))
+    return raw
+
+
+def _read_csv(path: Path, delimiter: str) -> Raw:
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    raw = Raw(str(path), rows=[])
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        try:
+            for row in reader:
+                n = reader.line_num
+                if None in row:
+                    raw.bad.append((n, "more cells than header columns"))
+                    continue
+                raw.add(n, {k: v for k, v in row.items() if v is not None})
+        except csv.Error as exc:
+            raw.bad.append((reader.line_num, f"unreadable CSV ({exc})"))
+    return raw
+
+
+def _read_txt(path: Path, whole: bool) -> Raw:
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if whole:
+        return Raw(str(path), rows=[{"text": text}], fixed_format="document")
+    raw = Raw(str(path), rows=[], fixed_format="text")
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():  # blank lines separate nothing in a one-document-per-line file
+            raw.add(n, {"text": line})
+    return raw
+
+
+_TRAIN_WORD = re.compile(r"(?<![a-z])train(?![a-z])", re.IGNORECASE)
+
+
+def sibling_test_file(path: Path) -> Path | None:
+    """data_train.jsonl -> data_test.jsonl (or _validation / _val) when that file exists."""
+    matches = list(_TRAIN_WORD.finditer(path.name))
+    if not matches:
+        return None
+    m = matches[-1]
+    for word in ("test", "validation", "val", "eval"):
+        candidate = path.with_name(path.name[: m.start()] + word + path.name[m.end():])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_local(source: DataSource, field_name: str) -> Raw:
+    path = resolve_path(source.path, field_name + ".path")
+    if path.is_dir():
+        return read_hub(source, field_name, local_dir=path)
+    try:
+        raw = read_file(path, source.format)
+        test = sibling_test_file(path)
+        if test is not None and test != path:
+            raw.test = read_file(test, source.format)
+    except DataError as exc:
+        raise DataError(field_name + ".path", exc.message) from None
+    except OSError as exc:
+        raise DataError(field_name + ".path", f"cannot read '{source.path}': {exc.strerror or exc}") from None
+    return raw
+
+
+# -- hub ------------------------------------------------------------------------------
+
+
+def _first_split(splits, wanted: tuple[str, ...]):
+    return next((s for s in wanted if s in splits), None)
+
+
+def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None) -> Raw:
+    """A hub dataset (or a local dataset folder) as rows, or streamed when asked."""
+    import datasets
+
+    name = source.path.strip()
+    try:
+        if local_dir is not None and ((local_dir / "state.json").exists() or (local_dir / "dataset_dict.json").exists()):
+            loaded = datasets.load_from_disk(str(local_dir))
+            splits = loaded if isinstance(loaded, datasets.DatasetDict) else {source.split: loaded}
+        else:
+            path = str(local_dir) if local_dir is not None else name
+            splits = datasets.load_dataset(path, source.subset or None, streaming=source.streaming)
+    except Exception as exc:  # noqa: BLE001 - the library raises many types for "not available"
+        raise DataError(field_name, _unreachable(name, exc)) from None
+    if source.split not in splits:
+        raise DataError(field_name + ".split", f"'{name}' has no split '{source.split}'; "
+                        f"it has: {', '.join(splits)}")
+    held_out = _first_split([s for s in splits if s != source.split], ("test", "validation", "valid", "eval"))
+    train = splits[source.split]
+    if source.streaming:
+        raw = Raw(name, dataset=train)
+        if held_out:
+            raw.test = Raw(name + f" [{held_out}]", dataset=splits[held_out])
+        return raw
+    raw = Raw(name, rows=_rows_of(train))
+    if held_out:
+        raw.test = Raw(name + f" [{held_out}]", rows=_rows_of(splits[held_out]))
+    return raw
+
+
+def _rows_of(ds) -> list[dict]:
+    return ds.to_list()
+
+
+def _unreachable(name: str, exc: Exception) -> str:
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return (f"hub dataset '{name}' could not be loaded: it is not in the local cache and the hub is "
+            f"not reachable offline (or the name/subset is wrong). Download it once while online, "
+            f"or use a local file. [{type(exc).__name__}: {detail}]")
+
+
+def read_source(source: DataSource, index: int) -> Raw:
+    field_name = f"data.sources.{index}"
+    if source.kind == "file":
+        return read_local(source, field_name)
+    if source.kind == "hub":
+        candidate = Path(source.path).expanduser()
+        if source.path.startswith((".", "/", "~")) or candidate.exists():
+            # a local dataset folder written as a hub source: same root rules as files
+            path = resolve_path(source.path, field_name + ".path")
+            return read_hub(source, field_name, local_dir=path) if path.is_dir() else read_local(source, field_name)
+        return read_hub(source, field_name)
+    raise DataError(field_name + ".kind", f"'{source.kind}' is not file or hub")
