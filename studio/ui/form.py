@@ -1,0 +1,122 @@
+"""Widgets <-> RunSpec fields. Every form control is created here from a dataclass field
+(its type, its allowed values), keyed by its spec path ("model.d_model"), so a form can
+never drift from the spec, and reading a form back is one `spec_from_values` call."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import gradio as gr
+
+from studio import spec as S
+from studio.methods import REGISTRY
+
+CHOICES: dict[str, tuple] = {
+    "model.source": S.MODEL_SOURCES,
+    "model.positional_encoding": S.POSITIONAL_ENCODINGS,
+    "model.attention": S.ATTENTIONS,
+    "model.norm": S.NORMS,
+    "model.activation": S.ACTIVATIONS,
+    "data.mixing": S.MIXINGS,
+    "data.stopping_strategy": S.STOPPING,
+    "method.name": tuple(REGISTRY),
+    "method.regime": S.REGIMES,
+    "method.quant_type": ("nf4", "fp4"),
+    "method.compute_dtype": ("auto", "fp32", "bf16", "fp16"),
+    "method.reward": ("exact_match", "format", "length_penalty"),
+    "train.optimizer": S.OPTIMIZERS,
+    "train.scheduler": S.SCHEDULERS,
+    "train.precision": S.PRECISIONS,
+    "train.gradient_checkpointing": S.CHECKPOINTING,
+    "train.report_to": S.REPORT_TO,
+}
+# Fields where the person may also type a value outside the list.
+CUSTOM_VALUES = {"method.reward"}
+SOURCES_PATH = "data.sources"
+SOURCES_HELP = "One source per line: `path or hub name | subset | weight` (subset and weight optional)."
+
+
+def _hint(path: str):
+    section, name = path.split(".", 1)
+    cls = {"model": S.ModelSpec, "data": S.DataSpec, "method": S.MethodSpec, "train": S.TrainSpec}[section]
+    return typing.get_type_hints(cls)[name]
+
+
+def _get(spec: S.RunSpec, path: str):
+    node = spec
+    for part in path.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def elem_id(path: str) -> str:
+    return path.replace(".", "-").replace("_", "-")
+
+
+def widget(path: str, value, label: str | None = None, info: str | None = None, **kw):
+    label = label or path.split(".", 1)[1].replace("_", " ")
+    common = dict(label=label, elem_id=elem_id(path), info=info, **kw)
+    if path == SOURCES_PATH:
+        return gr.Textbox(value=sources_to_text(value), lines=4, info=info or SOURCES_HELP,
+                          **{k: v for k, v in common.items() if k != "info"})
+    if path in CHOICES:
+        return gr.Dropdown(choices=list(CHOICES[path]), value=value,
+                           allow_custom_value=path in CUSTOM_VALUES, **common)
+    tp = _hint(path)
+    optional = typing.get_origin(tp) in (typing.Union, getattr(__import__("types"), "UnionType"))
+    base = [a for a in typing.get_args(tp) if a is not type(None)][0] if optional else tp
+    if base is bool:
+        return gr.Checkbox(value=value, **common)
+    if base in (int, float):
+        return gr.Number(value=value, precision=0 if base is int else None, **common)
+    return gr.Textbox(value=value, **common)
+
+
+def widgets(spec: S.RunSpec, paths: list[str], **kw) -> dict[str, gr.components.Component]:
+    return {p: widget(p, _get(spec, p), **kw) for p in paths}
+
+
+def sources_to_text(sources: list[S.DataSource]) -> str:
+    lines = []
+    for s in sources:
+        parts = [s.path, s.subset or "", f"{s.weight:g}"]
+        lines.append(" | ".join(parts) if (s.subset or s.weight != 1.0) else s.path)
+    return "\n".join(lines)
+
+
+def text_to_sources(text: str) -> list[dict]:
+    from studio.data import parse_source_lines
+
+    return [dataclasses.asdict(s) for s in parse_source_lines(text or "")]
+
+
+def spec_from_values(paths: list[str], values: list, base: S.RunSpec | None = None) -> S.RunSpec:
+    """The spec the form describes. Raises SpecError naming the field on unreadable input."""
+    data = (base or S.RunSpec()).to_dict()
+    for path, value in zip(paths, values):
+        if path == SOURCES_PATH:
+            try:
+                value = text_to_sources(value)
+            except ValueError as exc:
+                raise S.SpecError(SOURCES_PATH, str(exc)) from None
+        elif isinstance(value, float) and value.is_integer() and _hint(path) is int:
+            value = int(value)
+        elif value == "" and typing.get_origin(_hint(path)) is not None:
+            value = None  # an emptied optional number means "not set"
+        S.set_path(data, path, value)
+    return S.RunSpec.from_dict(data)
+
+
+def updates_for(spec: S.RunSpec, paths: list[str]) -> list:
+    """gr.update values that put `spec` into the widgets of `paths` (e.g. after a preset)."""
+    out = []
+    for p in paths:
+        v = _get(spec, p)
+        out.append(gr.update(value=sources_to_text(v) if p == SOURCES_PATH else v))
+    return out
+
+
+def problems_markdown(problems) -> str:
+    if not problems:
+        return "✅ The spec is valid."
+    return "**Fix before starting:**\n" + "\n".join(f"- `{p.field}`: {p.message}" for p in problems)

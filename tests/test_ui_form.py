@@ -1,0 +1,29 @@
+import sys
+
+import pytest
+
+from studio.presets import default_spec
+from studio.spec import SpecError
+
+
+def test_ui_import_stays_light():
+    import subprocess
+    code = ("import sys, studio.ui.app; heavy=[m for m in ('torch','trl','peft','transformers') "
+            "if m in sys.modules]; print(heavy); assert not heavy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_form_values_map_back_to_the_spec():
+    from studio.ui import form
+    spec = default_spec()
+    paths = ["model.d_model", "train.max_steps", "data.sources", "model.sliding_window"]
+    values = [256.0, 12.0, "assets/data/arith_sft_train.jsonl | | 2\nassets/data/corpus_train.jsonl", ""]
+    out = form.spec_from_values(paths, values, spec)
+    assert out.model.d_model == 256 and isinstance(out.model.d_model, int)
+    assert out.train.max_steps == 12
+    assert [s.weight for s in out.data.sources] == [2.0, 1.0]
+    assert out.model.sliding_window is None
+    with pytest.raises(SpecError) as err:
+        form.spec_from_values(["train.batch_size"], ["lots"], spec)
+    assert err.value.field == "train.batch_size"
