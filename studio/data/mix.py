@@ -67,6 +67,7 @@ class DataBundle:
     eval: Any  # datasets.Dataset | None
     kind: str
     report: list[SourceReport]
+    parts: list = field(default_factory=list, repr=False)  # each source's own train set, before mixing
 
     def summary(self) -> str:
         return "\n".join(r.summary() for r in self.report)
@@ -276,7 +277,7 @@ def mix(spec: RunSpec, kinds: tuple[str, ...], keep_source: bool = False) -> Dat
         train = train.select(range(min(d.max_rows, len(train)))) if isinstance(train, datasets.Dataset) \
             else train.take(d.max_rows)
     evals = datasets.concatenate_datasets(eval_sets) if eval_sets else None
-    return DataBundle(train=train, eval=evals, kind=kind, report=reports)
+    return DataBundle(train=train, eval=evals, kind=kind, report=reports, parts=train_sets)
 
 
 def build(spec: RunSpec, kinds: tuple[str, ...]) -> DataBundle:

@@ -1,0 +1,200 @@
+"""What the Data tab shows: one source inspected, and the blend previewed (sampled rows
+with their source, achieved vs requested proportions, token counts, truncation)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections import Counter
+
+from studio.data.errors import DataError
+from studio.data.formats import FORMATS, detect_format
+from studio.data.mix import SOURCE_COLUMN, _format_of, mix, normalize_rows, SourceReport
+from studio.data.sources import read_source
+from studio.spec import DataSource, RunSpec
+
+PROPORTION_ROWS = 10_000  # rows of a streamed blend counted for the achieved proportions
+TOKEN_ROWS = 20_000  # rows per source tokenised for the length statistics
+PARALLEL_FROM = 50_000  # rows from which tokenising uses several processes
+
+
+def inspect_source(source: DataSource, index: int = 0) -> dict:
+    """One source on its own: detected format, rows, columns, bad rows, an example."""
+    raw = read_source(source, index)
+    rows = raw.rows if raw.rows is not None else list(raw.dataset.take(1000))
+    guess = detect_format(rows)
+    fmt, detected = _format_of(source, raw, index) if guess.name != "unknown" or source.format != "auto" \
+        else ("unknown", "unknown")
+    out = {"path": source.path, "format": fmt, "detected": detected or guess.name, "guess": guess.to_dict(),
+           "columns": guess.columns, "rows": len(rows) + len(raw.bad), "streamed": raw.rows is None}
+    if fmt == "unknown":
+        out.update(kind=None, ok=0, bad=len(raw.bad), reasons={}, examples=[], example=None,
+                   title="unknown format", note=guess.note)
+        return out
+    rep = SourceReport(index, source.path, fmt, detected, FORMATS[fmt].kind)
+    raw.rows = rows
+    good = normalize_rows(raw, fmt, FORMATS[fmt].kind, rep)
+    out.update(kind=FORMATS[fmt].kind, title=FORMATS[fmt].title, ok=len(good), bad=rep.bad,
+               reasons=rep.to_dict()["reasons"], examples=rep.to_dict()["examples"],
+               example={k: v for k, v in good[0].items() if v is not None} if good else None, note=guess.note,
+               test_file=raw.test.label if raw.test is not None else None)
+    return out
+
+
+# -- token counts ---------------------------------------------------------------------
+
+
+def _load_tokenizer(tokenizer):
+    if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=False)
+
+
+def chat_template_of(tokenizer) -> str:
+    """The tokenizer's own template when it has one, ChatML otherwise."""
+    from studio.tokenizer import CHATML_TEMPLATE
+
+    return getattr(tokenizer, "chat_template", None) or CHATML_TEMPLATE
+
+
+def _renderer(kind: str, tokenizer):
+    """rows -> the texts the trainer will see (chat template applied)."""
+    if tokenizer is None:
+        template = None
+    else:
+        template = chat_template_of(tokenizer)
+
+    def chat(conversations, generation_prompt=False):
+        if template is None:
+            return ["\n".join(f"{m['role']}: {m['content']}" for m in c) for c in conversations]
+        return tokenizer.apply_chat_template(conversations, tokenize=False, chat_template=template,
+                                             add_generation_prompt=generation_prompt)
+
+    def render(batch) -> list[str]:
+        if kind == "text":
+            return batch["text"]
+        if kind == "conversation":
+            return chat(batch["messages"])
+        if kind == "preference":  # the longer of the two answers is what gets truncated
+            a = chat([p + c for p, c in zip(batch["prompt"], batch["chosen"])])
+            b = chat([p + r for p, r in zip(batch["prompt"], batch["rejected"])])
+            return [x if len(x) >= len(y) else y for x, y in zip(a, b)]
+        if kind == "unpaired":
+            return chat([p + c for p, c in zip(batch["prompt"], batch["completion"])])
+        return chat(batch["prompt"], generation_prompt=True)
+
+    return render
+
+
+def token_lengths(ds, kind: str, tokenizer=None) -> list[int]:
+    """Length of each row as the trainer sees it: tokens with a tokenizer, else characters.
+    A batched datasets map (several processes for large sets), like the trainers' own."""
+    render = _renderer(kind, tokenizer)
+
+    def lengths(batch):
+        texts = render(batch)
+        if tokenizer is None:
+            return {"n": [len(t) for t in texts]}
+        return {"n": [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]}
+
+    num_proc = min(4, os.cpu_count() or 1) if len(ds) >= PARALLEL_FROM else None
+    out = ds.map(lengths, batched=True, batch_size=1000, remove_columns=ds.column_names,
+                 num_proc=num_proc, load_from_cache_file=False, keep_in_memory=True)
+    return out["n"]
+
+
+def _stats(values: list[int], limit: int) -> dict:
+    if not values:
+        return {"rows": 0, "mean": 0, "p50": 0, "p90": 0, "max": 0, "over_max": 0}
+    s = sorted(values)
+    pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
+    return {"rows": len(s), "mean": round(sum(s) / len(s), 1), "p50": pick(0.5), "p90": pick(0.9),
+            "max": s[-1], "over_max": sum(v > limit for v in s)}
+
+
+# -- the blend ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def quiet_progress():
+    """No progress bars for the quick maps of a preview (they would flood the log)."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_off = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_off:
+            enable_progress_bars()
+
+
+def preview(spec: RunSpec, n: int = 20, tokenizer=None) -> dict:
+    """The blend as the method will see it. `tokenizer`: an object, a folder, or None
+    (lengths then count characters)."""
+    with quiet_progress():
+        return _preview(spec, n, tokenizer)
+
+
+def _preview(spec: RunSpec, n: int, tokenizer) -> dict:
+    import datasets
+
+    from studio.methods import REGISTRY
+
+    if spec.method.name not in REGISTRY:
+        raise DataError("method.name", f"'{spec.method.name}' is not a method; choose one of {', '.join(REGISTRY)}")
+    bundle = mix(spec, REGISTRY[spec.method.name].data_kinds, keep_source=True)
+    tok = _load_tokenizer(tokenizer)
+    train = bundle.train
+    streamed = not isinstance(train, datasets.Dataset)
+    if streamed:
+        head = list(train.take(PROPORTION_ROWS))
+        train = datasets.Dataset.from_list(head) if head else None
+    counted = train[SOURCE_COLUMN] if train is not None else []
+    counts = Counter(counted)
+    total_w = sum(s.weight for s in spec.data.sources)
+    rng = random.Random(spec.data.seed)
+    picks = sorted(rng.sample(range(len(counted)), min(n, len(counted))))
+    sample = []
+    for i in picks:
+        row = dict(train[i])
+        src = row.pop(SOURCE_COLUMN)
+        sample.append({"source": src, "path": spec.data.sources[src].path, "row": row})
+
+    limit = spec.model.max_seq_len
+    sources = []
+    for rep in bundle.report:
+        i = rep.index
+        entry = rep.to_dict()
+        entry["requested"] = spec.data.sources[i].weight / total_w
+        entry["achieved"] = counts.get(i, 0) / len(counted) if counted else 0.0
+        entry["rows_in_mix"] = counts.get(i, 0)
+        entry["lengths"] = _stats(token_lengths(_own_rows(bundle.parts[i]), bundle.kind, tok), limit)
+        sources.append(entry)
+    over = sum(s["lengths"]["over_max"] for s in sources)
+    measured = sum(s["lengths"]["rows"] for s in sources)
+    return {
+        "method": spec.method.name, "kind": bundle.kind, "mixing": spec.data.mixing,
+        "stopping_strategy": spec.data.stopping_strategy,
+        "total_rows": None if streamed else len(bundle.train), "counted_rows": len(counted),
+        "eval_rows": len(bundle.eval) if bundle.eval is not None else 0,
+        "unit": "tokens" if tok is not None else "characters",
+        "template": None if tok is None else ("tokenizer" if getattr(tok, "chat_template", None) else "chatml"),
+        "max_seq_len": limit, "truncated": over, "truncated_fraction": over / measured if measured else 0.0,
+        "sources": sources, "rows": sample,
+        "proportions": {"requested": [s["requested"] for s in sources], "achieved": [s["achieved"] for s in sources]},
+    }
+
+
+def _own_rows(part):
+    """Up to TOKEN_ROWS of one source's own rows (before mixing, so repeats from
+    oversampling do not skew its statistics)."""
+    import datasets
+
+    if not isinstance(part, datasets.Dataset):
+        part = datasets.Dataset.from_list(list(part.take(TOKEN_ROWS)), features=part.features)
+    elif len(part) > TOKEN_ROWS:
+        part = part.shuffle(seed=0, keep_in_memory=True).select(range(TOKEN_ROWS))
+    return part.remove_columns([c for c in part.column_names if c == SOURCE_COLUMN])
