@@ -1,0 +1,81 @@
+"""Shared fixtures: run a spec through the worker's own code path in-process, and a tiny
+pretrained base / SFT'd policy built once per session from the shipped data.
+
+Nothing here touches a hub: models are built from scratch with assets/tokenizer."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from studio import jobs
+from studio.spec import RunSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+os.chdir(ROOT)  # specs name shipped files relative to the project (assets/...)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+TINY_MODEL = dict(source="scratch", tokenizer="assets/tokenizer", positional_encoding="rope", attention="gqa",
+                  norm="rmsnorm", activation="swiglu", d_model=128, n_heads=4, n_kv_heads=2, d_ff=352,
+                  n_layers=4, max_seq_len=128)
+
+
+def run_in_process(spec: RunSpec, runs_dir: Path) -> Path:
+    """Create a run dir and run its method exactly as the worker does (same callbacks,
+    same files), minus the subprocess. Fails the test with the worker's error."""
+    from studio.worker import run_method
+
+    run_dir = jobs.create_run(spec, runs_dir)
+    jobs.write_status(run_dir, state="running", started=time.time(), pid=os.getpid())
+    code = run_method(spec, run_dir, lead=True)
+    st = jobs.read_status(run_dir)
+    assert code == 0 and st.get("state") == "completed", (
+        f"{st.get('error')}\n" + "\n".join(st.get("traceback") or []))
+    return run_dir
+
+
+def spec_from(**sections) -> RunSpec:
+    """A RunSpec from plain dicts, e.g. spec_from(model={...}, method={"name": "sft"})."""
+    return RunSpec.from_dict(sections)
+
+
+@pytest.fixture
+def train_run(tmp_path):
+    return lambda spec: run_in_process(spec, tmp_path / "runs")
+
+
+@pytest.fixture(scope="session")
+def session_runs(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="session")
+def base_model(session_runs) -> Path:
+    """A tiny model pretrained on the shipped corpus (which states sums in prose):
+    it knows the language of the task but not the chat format."""
+    spec = spec_from(
+        name="base", model=TINY_MODEL,
+        data={"sources": [{"path": "assets/data/corpus_train.jsonl"}], "eval_fraction": 0.02},
+        method={"name": "pretrain"},
+        train={"max_steps": 150, "batch_size": 16, "learning_rate": 3e-3, "warmup_steps": 10,
+               "log_every": 10, "scheduler": "cosine"},
+    )
+    return run_in_process(spec, session_runs) / "final"
+
+
+@pytest.fixture(scope="session")
+def sft_policy(base_model, session_runs) -> Path:
+    """base_model taught the arithmetic chat task by full SFT."""
+    spec = spec_from(
+        name="policy",
+        model={"source": "pretrained", "name_or_path": str(base_model), "max_seq_len": 128},
+        data={"sources": [{"path": "assets/data/arith_sft_train.jsonl"}], "eval_fraction": 0.0},
+        method={"name": "sft", "regime": "full"},
+        train={"max_steps": 150, "batch_size": 16, "learning_rate": 2e-3, "warmup_steps": 10,
+               "log_every": 10},
+    )
+    return run_in_process(spec, session_runs) / "final"
