@@ -7,6 +7,7 @@ instead of an Arrow parse error that loses the whole file. Hub datasets go throu
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -264,6 +265,40 @@ def read_local(source: DataSource, field_name: str) -> Raw:
 # -- hub ------------------------------------------------------------------------------
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the hub answers at all: without it, load_dataset retries for ~25 s before
+    failing, which would freeze the Data tab."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def offline_unless_reachable():
+    """Offline mode (cache only) for the duration of a load when the hub cannot be
+    reached. The flags are process-wide, so they are restored right after."""
+    import datasets
+    from huggingface_hub import constants
+
+    if datasets.config.HF_HUB_OFFLINE or hub_reachable():
+        yield
+        return
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
 def _first_split(splits, wanted: tuple[str, ...]):
     return next((s for s in wanted if s in splits), None)
 
@@ -278,8 +313,11 @@ def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None)
             loaded = datasets.load_from_disk(str(local_dir))
             splits = loaded if isinstance(loaded, datasets.DatasetDict) else {source.split: loaded}
         else:
-            path = str(local_dir) if local_dir is not None else name
-            splits = datasets.load_dataset(path, source.subset or None, streaming=source.streaming)
+            if local_dir is not None:
+                splits = datasets.load_dataset(str(local_dir), source.subset or None, streaming=source.streaming)
+            else:
+                with offline_unless_reachable():
+                    splits = datasets.load_dataset(name, source.subset or None, streaming=source.streaming)
     except Exception as exc:  # noqa: BLE001 - the library raises many types for "not available"
         raise DataError(field_name, _unreachable(name, exc)) from None
     if source.split not in splits:
