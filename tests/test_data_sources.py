@@ -178,6 +178,21 @@ def test_hub_path_through_a_local_dataset_folder(root, monkeypatch):
     with pytest.raises(DataError, match="no split 'nope'"):
         build(spec_for("pretrain", DataSource(kind="hub", path=str(saved), split="nope")), ("text",))
 
+    # bad rows of a hub dataset are counted too, also when normalised in several processes
+    mixed = root / "mixed"
+    mixed.mkdir()
+    write_jsonl(mixed / "train.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"},
+                                        {"prompt": "", "chosen": "c", "rejected": "r"},
+                                        {"prompt": "q", "chosen": "same", "rejected": "same"}] * 4)
+    from studio.data import mix as mix_module
+
+    monkeypatch.setattr(mix_module, "PARALLEL_FROM", 6)
+    bundle = build(spec_for("dpo", DataSource(kind="hub", path=str(mixed))), ("preference",))
+    rep = bundle.report[0]
+    assert (len(bundle.train), rep.rows, rep.bad) == (4, 12, 8)
+    assert rep.reasons == {"'prompt' is empty": 4, "chosen and rejected are the same answer": 4}
+    assert rep.examples[:2] == [(2, "'prompt' is empty"), (3, "chosen and rejected are the same answer")]
+
     streamed = build(spec_for("grpo", DataSource(kind="hub", path=str(folder), streaming=True)), ("prompt",))
     assert isinstance(streamed.train, datasets.IterableDataset)
     assert [r["answer"] for r in streamed.train] == [str(i) for i in range(6)]

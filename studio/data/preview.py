@@ -9,35 +9,41 @@ from collections import Counter
 
 from studio.data.errors import DataError
 from studio.data.formats import FORMATS, detect_format
-from studio.data.mix import SOURCE_COLUMN, _format_of, mix, normalize_rows, SourceReport
-from studio.data.sources import read_source
+from studio.data.mix import SOURCE_COLUMN, SourceReport, _format_of, _normalized, mix
+from studio.data.sources import Raw, read_source
 from studio.spec import DataSource, RunSpec
 
 PROPORTION_ROWS = 10_000  # rows of a streamed blend counted for the achieved proportions
 TOKEN_ROWS = 20_000  # rows per source tokenised for the length statistics
 PARALLEL_FROM = 50_000  # rows from which tokenising uses several processes
+INSPECT_STREAM = 1000  # rows of a streamed source that `inspect` looks at
 
 
 def inspect_source(source: DataSource, index: int = 0) -> dict:
-    """One source on its own: detected format, rows, columns, bad rows, an example."""
+    """One source on its own: detected format, rows, columns, bad rows, an example.
+    A streamed source is judged by its first INSPECT_STREAM rows."""
     raw = read_source(source, index)
-    rows = raw.rows if raw.rows is not None else list(raw.dataset.take(1000))
-    guess = detect_format(rows)
-    fmt, detected = _format_of(source, raw, index) if guess.name != "unknown" or source.format != "auto" \
-        else ("unknown", "unknown")
-    out = {"path": source.path, "format": fmt, "detected": detected or guess.name, "guess": guess.to_dict(),
-           "columns": guess.columns, "rows": len(rows) + len(raw.bad), "streamed": raw.rows is None}
-    if fmt == "unknown":
-        out.update(kind=None, ok=0, bad=len(raw.bad), reasons={}, examples=[], example=None,
-                   title="unknown format", note=guess.note)
+    streamed = raw.streamed
+    if streamed:
+        raw = Raw(raw.label, rows=list(raw.dataset.take(INSPECT_STREAM)), test=raw.test)
+    guess = detect_format(raw.sample(200))
+    out = {"path": source.path, "detected": guess.name, "guess": guess.to_dict(), "columns": guess.columns,
+           "rows": raw.count, "streamed": streamed, "note": guess.note,
+           "test_file": raw.test.label if raw.test is not None else None}
+    if guess.name == "unknown" and source.format in ("auto", "", None) and not raw.fixed_format:
+        out.update(format="unknown", kind=None, title="unknown format", ok=0, bad=len(raw.bad),
+                   reasons={}, examples=[], example=None)
         return out
-    rep = SourceReport(index, source.path, fmt, detected, FORMATS[fmt].kind)
-    raw.rows = rows
-    good = normalize_rows(raw, fmt, FORMATS[fmt].kind, rep)
-    out.update(kind=FORMATS[fmt].kind, title=FORMATS[fmt].title, ok=len(good), bad=rep.bad,
-               reasons=rep.to_dict()["reasons"], examples=rep.to_dict()["examples"],
-               example={k: v for k, v in good[0].items() if v is not None} if good else None, note=guess.note,
-               test_file=raw.test.label if raw.test is not None else None)
+    fmt, detected = _format_of(source, raw, index)
+    kind = FORMATS[fmt].kind
+    rep = SourceReport(index, source.path, fmt, detected, kind)
+    good = _normalized(raw, fmt, kind, rep, index)
+    example = None
+    if len(good):
+        example = {k: v for k, v in good[0].items() if v is not None and k != SOURCE_COLUMN}
+    info = rep.to_dict()
+    out.update(format=fmt, detected=detected or guess.name, kind=kind, title=FORMATS[fmt].title, ok=len(good),
+               bad=rep.bad, reasons=info["reasons"], examples=info["examples"], example=example)
     return out
 
 

@@ -113,12 +113,13 @@ def format_source_lines(sources: list[DataSource]) -> str:
 
 @dataclass
 class Raw:
-    """What a source gave before normalisation: rows as Python objects (files, small hub
-    sets) or a datasets object (streamed hub sets), plus rows that could not be read."""
+    """What a source gave before normalisation: rows as Python objects (local files) or
+    a datasets object (hub; an IterableDataset when streamed), plus rows that could not
+    be read."""
 
     label: str  # the path or hub name, for messages
     rows: list | None = None
-    dataset: Any = None  # datasets.IterableDataset when streaming
+    dataset: Any = None  # datasets.Dataset, or IterableDataset when streaming
     bad: list[tuple[int, str]] = field(default_factory=list)  # (line or row number, reason)
     test: "Raw | None" = None  # the source's own held-out split, when it has one
     fixed_format: str | None = None  # a reader that already knows the format (.txt)
@@ -130,6 +131,25 @@ class Raw:
 
     def line_of(self, i: int) -> int:
         return self.lines[i] if i < len(self.lines) else i + 1
+
+    @property
+    def streamed(self) -> bool:
+        return self.rows is None and not hasattr(self.dataset, "__len__")
+
+    @property
+    def count(self) -> int | None:
+        """Rows read, bad lines included (None for a stream)."""
+        if self.rows is not None:
+            return len(self.rows) + len(self.bad)
+        return None if self.streamed else len(self.dataset)
+
+    def sample(self, n: int) -> list:
+        """The first n rows, for format detection."""
+        if self.rows is not None:
+            return self.rows[:n]
+        if self.streamed:
+            return list(self.dataset.take(n))
+        return self.dataset.select(range(min(n, len(self.dataset)))).to_list()
 
 
 def read_file(path: Path, fmt: str = "auto") -> Raw:
@@ -325,19 +345,10 @@ def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None)
                         f"it has: {', '.join(splits)}")
     held_out = _first_split([s for s in splits if s != source.split], ("test", "validation", "valid", "eval"))
     train = splits[source.split]
-    if source.streaming:
-        raw = Raw(name, dataset=train)
-        if held_out:
-            raw.test = Raw(name + f" [{held_out}]", dataset=splits[held_out])
-        return raw
-    raw = Raw(name, rows=_rows_of(train))
+    raw = Raw(name, dataset=train)
     if held_out:
-        raw.test = Raw(name + f" [{held_out}]", rows=_rows_of(splits[held_out]))
+        raw.test = Raw(name + f" [{held_out}]", dataset=splits[held_out])
     return raw
-
-
-def _rows_of(ds) -> list[dict]:
-    return ds.to_list()
 
 
 def _unreachable(name: str, exc: Exception) -> str:
