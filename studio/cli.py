@@ -42,13 +42,15 @@ def cmd_train(args) -> int:
     tail = MetricsTail(run_dir / "metrics.jsonl")
     loss = None
     start = time.time()
+    shown = None
     try:
         while True:
             for rec in tail.read_new():
-                if rec.get("loss") is not None:
+                if rec.get("kind") == "train" and rec.get("loss") is not None:
                     loss = rec["loss"]
             st = jobs.status(run_dir)
-            if sys.stderr.isatty() or args.progress:
+            if (sys.stderr.isatty() or args.progress) and (st.get("step"), loss) != shown:
+                shown = (st.get("step"), loss)
                 print(_progress_bar(st.get("step", 0), st.get("total", 0), time.time() - start, loss),
                       end="", file=sys.stderr, flush=True)
             if st.get("state") in jobs.TERMINAL:

@@ -55,8 +55,12 @@ def load(source: str, device: str | None = None, trust_remote_code: bool = False
          runs_dir: str | None = None) -> Loaded:
     import torch
 
+    from transformers.utils import logging as hf_logging
+
     from studio.model import build_or_load, load_tokenizer
     from studio.spec import ModelSpec
+
+    hf_logging.disable_progress_bar()  # a per-tensor bar in a chat window is noise
 
     resolved = resolve_source(source, runs_dir)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
