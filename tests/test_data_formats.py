@@ -133,6 +133,9 @@ def test_detection_reports_unknown_columns_and_mixed_rows():
     guess = detect_format([{"text": "a"}, {"text": "b"}, {"prompt": "p"}])
     assert guess.name == "text" and guess.matched == 2 and guess.sampled == 3 and "prompt (1)" in guess.note
     assert detect_format("not rows").name == "unknown"
+    deep = "[" * 100_000 + "]" * 100_000  # JSON text nested past the recursion limit
+    assert detect_format([{"messages": deep}]).name == "unknown"
+    assert normalize({"messages": deep}, "messages") == (None, "'messages' is str, not a list of turns")
 
 
 # -- fuzz ---------------------------------------------------------------------------------

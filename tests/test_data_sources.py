@@ -69,7 +69,7 @@ def test_json_csv_parquet_and_txt_files(root):
     (root / "list.json").write_text(json.dumps([{"instruction": "i1", "output": "o1"}, 5,
                                                 {"instruction": "i2", "output": "o2"}]))
     (root / "cols.json").write_text(json.dumps({"prompt": ["p1", "p2"], "answer": ["1", "2"]}))
-    (root / "kto.csv").write_text('prompt,completion,label\np1,c1,true\np2,c2,0\np3,c3,perhaps\n'
+    (root / "kto.csv").write_text('\ufeffprompt,completion,label\np1,c1,true\np2,c2,0\np3,c3,perhaps\n'
                                   '"p,4","c\n4",False\n')
     (root / "conv.csv").write_text("messages\n" + '"' + json.dumps(
         [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]).replace('"', '""') + '"\n')

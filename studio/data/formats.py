@@ -105,7 +105,7 @@ def maybe_json(value):
     if isinstance(value, str) and value[:1] in "[{" and len(value) < 5_000_000:
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 

@@ -241,6 +241,8 @@ def load_sources(spec: RunSpec, kinds: tuple[str, ...]):
     kinds = tuple(kinds) or ("conversation",)
     raws, formats, reports = [], [], []
     for i, src in enumerate(spec.data.sources):
+        if not (isinstance(src.weight, (int, float)) and src.weight > 0):
+            raise DataError(f"data.sources.{i}.weight", f"weights must be positive, got {src.weight}")
         raw = read_source(src, i)
         fmt, detected = _format_of(src, raw, i)
         raws.append(raw)

@@ -225,7 +225,8 @@ def _read_json(path: Path) -> Raw:
 def _read_csv(path: Path, delimiter: str) -> Raw:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     raw = Raw(str(path), rows=[])
-    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+    # utf-8-sig: spreadsheet exports often start with a byte-order mark
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         try:
             for row in reader:
