@@ -16,7 +16,9 @@ CLI and the tests call the same functions.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -126,7 +128,7 @@ class Advice:
     def to_dict(self) -> dict:
         return {
             "method": self.method, "regime": self.regime,
-            "path": [s._asdict() | {"question": NODES[s.node_id].label} for s in self.path],
+            "path": [s._asdict() | {"label": NODES[s.node_id].label} for s in self.path],
             "runner_up": self.runner_up._asdict(),
             "regime_runner_up": {"regime": self.regime_runner_up[0], "why": self.regime_runner_up[1]},
             "warnings": [w.to_dict() for w in self.warnings],
@@ -295,41 +297,45 @@ class Question:
     text: str
     help: str
     kind: str  # choice | bool | number
-    choices: tuple[tuple[str | None, str], ...] = ()  # (value, label); value None = "not sure"
+    choices: tuple = ()  # (value, label) pairs; value None = "not sure"
     inferred_from: str = ""  # where the studio can answer it itself
+    unit: str = ""  # "GB": shown in GiB, stored in bytes (x 1024**3)
+
+
+_UNSURE = ((None, "not sure / let the studio decide"),)
+_YES_NO = ((True, "yes"), (False, "no")) + _UNSURE
 
 
 def questions() -> list[Question]:
-    unsure = ((None, "not sure / let the studio decide"),)
+    """The Method tab's questions, in the order to ask them."""
     return [
         Question("goal", "What should training achieve?",
                  "The outcome you want from this run; the advisor can guess it from the data.",
-                 "choice", tuple(GOALS.items()) + unsure),
+                 "choice", tuple(GOALS.items()) + _UNSURE),
         Question("data_kind", "What data do you have?",
                  "Filled from the Data tab's detected format; change it if the detection is wrong.",
                  "choice", (("conversation", "conversations or instruction/answer pairs"),
                             ("preference", "preference pairs: prompt, chosen, rejected"),
                             ("unpaired", "answers labelled good/bad (thumbs up/down)"),
                             ("prompt", "prompts, optionally with a checkable answer"),
-                            ("text", "raw text")) + unsure, "Data tab"),
+                            ("text", "raw text")) + _UNSURE, "Data tab"),
         Question("wants", "What matters most?",
-                 "Breaks ties between methods that fit the same data.", "choice",
-                 tuple(WANTS.items()) + unsure),
+                 "Breaks ties between methods that fit the same data.", "choice", tuple(WANTS.items()) + _UNSURE),
         Question("has_reward_model", "Do you have a trained reward model?",
-                 "A run of the 'reward' method, or a sequence-classification model folder.", "bool",
-                 inferred_from="Method tab (reward = model:...)"),
+                 "A run of the 'reward' method, or a sequence-classification model folder.", "bool", _YES_NO,
+                 "Method tab (reward = model:...)"),
         Question("checkable", "Can a program check an answer?",
-                 "E.g. a number to compare (exact_match) or tests to run.", "bool"),
+                 "E.g. a number to compare (exact_match) or tests to run.", "bool", _YES_NO),
         Question("model_is_base", "Is the model a base model (not yet instruction-tuned)?",
-                 "Read from the model name, its chat template, or the run that trained it.", "bool",
-                 inferred_from="Model tab"),
-        Question("from_scratch", "Is the model built from scratch?", "The Model tab's source.", "bool",
-                 inferred_from="Model tab"),
-        Question("device_memory_bytes", "Device memory (GB)",
+                 "Read from the model name, its chat template, or the run that trained it.", "bool", _YES_NO,
+                 "Model tab"),
+        Question("from_scratch", "Is the model built from scratch?", "The Model tab's source.", "bool", _YES_NO,
+                 "Model tab"),
+        Question("device_memory_bytes", "Device memory",
                  "Detected on this machine; enter the target GPU's memory to plan for another one.",
-                 "number", inferred_from="detected"),
-        Question("memory_needed_full_bytes", "Memory needed for full training (GB)",
-                 "From the Model tab's estimate.", "number", inferred_from="Model tab estimate"),
+                 "number", inferred_from="detected", unit="GB"),
+        Question("memory_needed_full_bytes", "Memory needed for full training",
+                 "From the Model tab's estimate.", "number", inferred_from="Model tab estimate", unit="GB"),
         Question("data_rows", "Number of training examples", "From the Data tab.", "number",
                  inferred_from="Data tab"),
     ]
@@ -356,13 +362,13 @@ class Budget:
     @classmethod
     def of(cls, a: Answers) -> "Budget":
         full, lora, qlora = a.memory_needed_full_bytes, a.memory_needed_lora_bytes, a.memory_needed_qlora_bytes
-        note = ""
+        note = "the estimate"
         # without a parameter count, full training's 16 B/param gives a conservative one
         params = a.model_size_params or (full // 16 if full else None)
         if params and None in (full, lora, qlora):
             rough = rough_memory(params)
             full, lora, qlora = full or rough["full"], lora or rough["lora"], qlora or rough["qlora"]
-            note = " (rule of thumb from the parameter count: weights, gradients, optimizer; activations on top)"
+            note = "a rule of thumb on the parameter count (weights, gradients, optimizer; activations on top)"
         return cls(a.device_memory_bytes, full, lora, qlora, a.model_size_params, note)
 
     @property
@@ -465,7 +471,7 @@ def _regime(a: Answers, b: Budget, method: str) -> tuple[str, str]:
             and (b.params or 0) >= PROMPT_TUNING_MIN_PARAMS):
         return "tiny_data", f"only {a.data_rows} examples for a {b.params / 1e9:.1f}B-parameter model"
     if b.known:
-        return "measured", f"device memory {_gb(b.device)}; estimated needs known{b.note}"
+        return "measured", f"device memory {_gb(b.device)}; the run's needs from {b.note}"
     return "unknown", "the device memory or the model's needs are not known"
 
 
@@ -651,7 +657,15 @@ def check_choice(method_name: str, data_kind: str | None, reward=None) -> list[A
 
 
 def load_sizes(path: str | Path = SIZES_FILE) -> dict:
-    data = yaml.safe_load(Path(path).read_text())
+    """presets/recipes/sizes.yaml, parsed (a fresh copy: callers may change it)."""
+    path = Path(path)
+    return copy.deepcopy(_parsed_sizes(str(path), path.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_sizes(path: str, mtime_ns: int) -> dict:
+    # parsed once per version of the file: the UI asks on every answer, and PyYAML is slow
+    data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     for key in ("buckets", "method_phase", "regimes"):
         if key not in (data or {}):
             raise SpecError(f"{path}: {key}", "missing section; see the comments at the top of the file")
@@ -724,8 +738,8 @@ def guess_model_is_base(model) -> tuple[bool | None, str]:
     if model.source == "scratch":
         return True, "built from scratch: it has learned nothing yet"
     name = model.name_or_path.strip()
-    low = name.lower().rstrip("/")
     folder = Path(name)
+    low = folder.name.lower()  # the model's own name, not the folders around it
     for spec_file in (folder / "spec.yaml", folder.parent / "spec.yaml"):
         if spec_file.is_file():  # a studio run: the spec says how it was trained
             trained = ((yaml.safe_load(spec_file.read_text()) or {}).get("method") or {}).get("name", "")
@@ -772,7 +786,11 @@ def _estimated_bytes(spec: RunSpec, regime: str) -> int | None:
         return None
     variant = apply_recipe(spec, {"method.regime": regime})
     try:
-        return _total(estimate_memory(variant))
+        try:
+            result = estimate_memory(variant)
+        except TypeError:  # an estimator that takes the sections rather than the run spec
+            result = estimate_memory(variant.model, variant.method, variant.train)
+        return _total(result)
     except Exception:  # noqa: BLE001 - the estimator is another module's; without it the advisor still answers
         return None
 
@@ -827,7 +845,7 @@ def detect_device_memory() -> tuple[int | None, str]:
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         pass
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "CPU RAM (no GPU found)"
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "CPU RAM, no GPU found"
     except (ValueError, OSError, AttributeError):
         return None, "unknown"
 
@@ -936,14 +954,12 @@ def _gather(args) -> tuple[Answers, list[str]]:
     if gb is None:
         found, what = detect_device_memory()
         gb = found / GIB if found else None
-        notes.append(f"device memory {_gb(found)}: detected ({what}); --device-memory-gb plans for another device")
+        notes.append(f"device memory {_gb(found)} detected: {what}; --device-memory-gb plans for another device")
     if spec is not None:
         answers = infer_answers(spec, kind, device_memory_gb=gb)
         notes.append(f"model: {guess_model_is_base(spec.model)[1]}")
-        try:
-            import studio.estimate  # noqa: F401
-        except ImportError:
-            notes.append("studio.estimate is not available: memory from the parameter count's rule of thumb")
+        if answers.memory_needed_full_bytes is None:
+            notes.append("no memory estimate from studio.estimate: memory from the parameter count's rule of thumb")
     else:
         answers = Answers(data_kind=kind, device_memory_bytes=int(gb * GIB) if gb else None)
     answers.goal, answers.wants, answers.has_reward_model, answers.data_rows = args.goal, args.wants, args.reward_model, rows
@@ -975,7 +991,7 @@ def cmd_advise(args) -> int:
         print(f"  {i}. {head}\n     {step.reason}")
     r = advice.runner_up
     print(f"Runner-up: {_title(r.method, r.regime)}: {r.why}")
-    print(f"Other regime: {advice.regime_runner_up[0]}: {advice.regime_runner_up[1]}")
+    print(f"Other regime: {REGIME_NAMES[advice.regime_runner_up[0]]}: {advice.regime_runner_up[1]}")
     for w in advice.warnings:
         print(f"[{w.level}] {w.message}\n     fix: {w.fix}")
     print("Recipe: " + " ".join(f"--set {k}={v}" for k, v in advice.recipe.items()))
