@@ -893,6 +893,8 @@ def detect_data_kind(path: str | Path) -> tuple[str | None, int | None, str]:
     path = Path(path)
     if not path.is_file():
         raise SpecError("--data", f"no file '{path}': give a data file (jsonl, json, csv, txt) or a run spec YAML")
+    if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt"):
+        return None, None, f"cannot sample a {path.suffix or 'suffix-less'} file here: give the data kind yourself"
     rows, count = _sample_rows(path)
     try:
         from studio.data import detect_format
@@ -977,7 +979,7 @@ def cmd_advise(args) -> int:
     try:
         answers, notes = _gather(args)
         advice = advise(answers)
-    except (SpecError, FileNotFoundError, ValueError) as exc:
+    except (SpecError, OSError, ValueError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

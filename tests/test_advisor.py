@@ -324,6 +324,10 @@ def test_column_guess_when_studio_data_is_missing(tmp_path):
     csv_file = tmp_path / "d.csv"
     csv_file.write_text("text\nhello\nworld\n")
     assert advisor._sample_rows(csv_file) == ([{"text": "hello"}, {"text": "world"}], 2)
+    parquet = tmp_path / "d.parquet"
+    parquet.write_bytes(b"PAR1")
+    kind, rows, how = advisor.detect_data_kind(parquet)
+    assert kind is None and "give the data kind yourself" in how
 
 
 # -- CLI ----------------------------------------------------------------------------------
