@@ -11,19 +11,16 @@ from studio.data.errors import DataError
 from studio.data.formats import FORMATS, KINDS, FormatGuess, detect_format, kinds_for
 from studio.data.mix import DataBundle, SourceReport, build
 from studio.data.normalize import convert, normalize
+# Imported here, not lazily: loading the submodule studio.data.preview binds the name
+# `preview` on this package to the module, and this import binds it back to the function.
+from studio.data.preview import inspect_source, preview
 from studio.data.sources import allowed_roots, parse_source_lines, resolve_path, uploads_dir
 
 __all__ = [
     "DataError", "FORMATS", "KINDS", "FormatGuess", "detect_format", "kinds_for", "DataBundle",
     "SourceReport", "build", "convert", "normalize", "allowed_roots", "parse_source_lines",
-    "resolve_path", "uploads_dir", "preview", "add_cli",
+    "resolve_path", "uploads_dir", "preview", "inspect_source", "add_cli",
 ]
-
-
-def preview(spec, n: int = 20, tokenizer=None) -> dict:
-    from studio.data.preview import preview as _preview
-
-    return _preview(spec, n, tokenizer)
 
 
 def add_cli(subparsers) -> None:
