@@ -117,8 +117,13 @@ def make_callback(writer: MetricsWriter, on_step=None, should_stop=None):
             kind = "train"
             if any(k.startswith("eval_") for k in logs):
                 kind = "eval"
-            if "train_runtime" in logs:
+            if "train_loss" in logs:
                 kind = "summary"
+            else:
+                # transformers adds run-average speed to every log; the writer derives
+                # the current tokens/s from num_tokens instead, which is what a chart needs
+                for key in ("train_runtime", "train_tokens_per_second"):
+                    logs.pop(key, None)
             if state.num_input_tokens_seen and "num_tokens" not in logs:
                 logs["num_input_tokens_seen"] = state.num_input_tokens_seen
             if kind == "eval" and "eval_loss" in logs and logs["eval_loss"] is not None:

@@ -32,7 +32,7 @@ def test_default_run_trains_charts_and_chats(tmp_path):
         page = b.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url)
         for tab in ("Model", "Data", "Method", "Train", "Chat"):
-            assert page.get_by_role("tab", name=tab).is_visible()
+            page.get_by_role("tab", name=tab).wait_for(timeout=30_000)
         page.get_by_role("tab", name="Train").click()
         page.get_by_text("Training settings").click()
         set_number(page, "train-max-steps", 60)  # shorter than the default, for CI time

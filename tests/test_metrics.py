@@ -33,3 +33,21 @@ def test_writer_renames_cleans_and_derives_throughput(tmp_path, monkeypatch):
     assert recs[0]["loss"] is None and recs[0]["num_tokens"] == 1000
     assert recs[1]["tokens_per_second"] == 2000.0  # 2000 tokens over 2 seconds
     assert recs[2]["kind"] == "summary" and recs[2]["loss"] == 1.2 and "total_flos" not in recs[2]
+
+
+def test_callback_classifies_step_eval_and_summary_logs(tmp_path):
+    from types import SimpleNamespace
+
+    from studio.metrics import make_callback
+
+    w = MetricsWriter(tmp_path)
+    cb = make_callback(w)
+    state = SimpleNamespace(is_world_process_zero=True, global_step=3, epoch=0.5, num_input_tokens_seen=0)
+    cb.on_log(None, state, None, logs={"loss": 2.0, "train_runtime": 9.0, "train_tokens_per_second": 5.0,
+                                       "num_input_tokens_seen": 100})
+    cb.on_log(None, state, None, logs={"eval_loss": 1.0})
+    cb.on_log(None, state, None, logs={"train_loss": 1.5, "train_runtime": 9.0})
+    recs = read_all(tmp_path)
+    assert [r["kind"] for r in recs] == ["train", "eval", "summary"]
+    assert "runtime" not in recs[0] and recs[0]["loss"] == 2.0
+    assert abs(recs[1]["perplexity"] - 2.718281828) < 1e-6

@@ -68,6 +68,9 @@ def widget(path: str, value, label: str | None = None, info: str | None = None, 
     if base is bool:
         return gr.Checkbox(value=value, **common)
     if base in (int, float):
+        if optional and not info:
+            # the browser sends 0 for an emptied number box, so 0 means "not set" here
+            common["info"] = "0 or empty = not set"
         return gr.Number(value=value, precision=0 if base is int else None, **common)
     return gr.Textbox(value=value, **common)
 
@@ -101,8 +104,8 @@ def spec_from_values(paths: list[str], values: list, base: S.RunSpec | None = No
                 raise S.SpecError(SOURCES_PATH, str(exc)) from None
         elif isinstance(value, float) and value.is_integer() and _hint(path) is int:
             value = int(value)
-        elif value == "" and typing.get_origin(_hint(path)) is not None:
-            value = None  # an emptied optional number means "not set"
+        elif value in ("", 0, None) and typing.get_origin(_hint(path)) is not None:
+            value = None  # an emptied optional number (sent as 0) means "not set"
         S.set_path(data, path, value)
     return S.RunSpec.from_dict(data)
 
