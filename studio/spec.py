@@ -376,6 +376,15 @@ def validate_data(d: DataSpec) -> list[Problem]:
         _choice(add, prefix + "kind", s.kind, SOURCE_KINDS)
         if not s.path.strip():
             add(prefix + "path", "give a file path or a hub dataset name")
+        elif s.kind == "file":
+            # cheap checks now, so a typo is caught before a worker starts
+            from studio.data.errors import DataError
+            from studio.data.sources import resolve_path
+
+            try:
+                resolve_path(s.path, f"data.{prefix}path")
+            except DataError as exc:
+                add(prefix + "path", exc.message if hasattr(exc, "message") else str(exc))
         if not s.weight > 0:
             add(prefix + "weight", f"weights must be positive, got {s.weight}")
     _choice(add, "mixing", d.mixing, MIXINGS)
@@ -416,8 +425,13 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
     if m.name in ("grpo", "ppo"):
+        from studio.rewards import PRESETS, is_model_reward
+
         if not m.reward.strip():
             add("reward", "choose a reward preset (e.g. exact_match) or model:<reward run dir>")
+        elif m.reward not in PRESETS and not is_model_reward(m.reward):
+            add("reward", f"'{m.reward}' is not a reward preset ({', '.join(PRESETS)}) "
+                "nor model:<reward run dir>")
         if m.group_size < 2 and m.name == "grpo":
             add("group_size", "GRPO compares answers within a group: use at least 2")
         if m.temperature <= 0:

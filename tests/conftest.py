@@ -5,6 +5,7 @@ Nothing here touches a hub: models are built from scratch with assets/tokenizer.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +19,8 @@ os.chdir(ROOT)  # specs name shipped files relative to the project (assets/...)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# tests write their own small data files under the temp dir: let the studio read them there
+os.environ.setdefault("STUDIO_DATA_ROOTS", tempfile.gettempdir())
 
 TINY_MODEL = dict(source="scratch", tokenizer="assets/tokenizer", positional_encoding="rope", attention="gqa",
                   norm="rmsnorm", activation="swiglu", d_model=128, n_heads=4, n_kv_heads=2, d_ff=352,

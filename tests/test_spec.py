@@ -50,6 +50,10 @@ def test_overrides_coerce_types_and_name_unknown_fields():
     ({"train.save_best_only": True, "train.eval_every": 0}, "train.save_best_only"),
     ({"data.sources": []}, "data.sources"),
     ({"name": "../evil"}, "name"),
+    ({"data.sources": [{"path": "assets/data/missing.jsonl"}]}, "data.sources.0.path"),
+    ({"data.sources": [{"path": "/etc/passwd"}]}, "data.sources.0.path"),
+    ({"method.name": "grpo", "model.source": "pretrained", "model.name_or_path": "x", "method.reward": "bogus"},
+     "method.reward"),
 ])
 def test_impossible_settings_are_reported_by_field(changes, field):
     data = default_spec().to_dict()
