@@ -1,0 +1,181 @@
+"""PPO, the method entry the worker calls: load the studio's tokenizer, policy, prompt data
+and reward, run ppo_core's loop, save final/.
+
+final/ holds the policy as save_pretrained writes it (the peft adapter for LoRA/DoRA, the
+full model otherwise), the tokenizer, studio_spec.yaml and value_head.safetensors (the
+value head's Linear, for a later PPO run to start from).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from studio.methods.context import TrainContext
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+class RewardModel:
+    """A sequence-classification reward model ("model:<run dir or folder>") scoring each
+    prompt + completion, formatted as trl's RewardTrainer formats its training pairs
+    (the chat template over prompt + assistant reply; plain text + eos otherwise)."""
+
+    def __init__(self, where: str, device: str = "cpu", trust_remote_code: bool = False):
+        from transformers import AutoModelForSequenceClassification
+
+        from studio.model import load_tokenizer, resolve_model_path
+        from studio.model.load import adapter_base
+        from studio.spec import ModelSpec
+
+        if not where.strip():
+            raise ValueError("method.reward: give the reward model after 'model:', e.g. model:runs/<reward run>")
+        try:
+            folder, is_adapter = resolve_model_path(where.strip())
+            base = adapter_base(folder) if is_adapter else folder
+            base, _ = resolve_model_path(base)
+        except ValueError as exc:  # the loader names model.name_or_path; here it is the reward
+            raise ValueError(f"method.reward: {str(exc).split(': ', 1)[-1]}") from None
+        self.tokenizer = load_tokenizer(ModelSpec(source="pretrained", name_or_path=folder,
+                                                  trust_remote_code=trust_remote_code))
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code)
+        model.config.pad_token_id = self.tokenizer.pad_token_id  # it scores the last non-pad token
+        if is_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, folder)
+        self.model = model.to(device).eval().requires_grad_(False)
+        self.device = device
+        self.__name__ = "reward_model"
+
+    def text(self, prompt, completion: str) -> str:
+        if isinstance(prompt, str):
+            return prompt + completion + (self.tokenizer.eos_token or "")
+        messages = list(prompt) + [{"role": "assistant", "content": completion}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def __call__(self, completions: list[str], answer=None, prompts=None, **kw) -> list[float]:
+        import torch
+
+        if prompts is None:
+            raise ValueError("method.reward: a reward model scores prompt + completion; no prompts were given")
+        texts = [self.text(p, c) for p, c in zip(prompts, completions)]
+        self.tokenizer.padding_side = "right"
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
+                             add_special_tokens=isinstance(prompts[0], str)).to(self.device)
+        with torch.no_grad():
+            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return logits[:, 0].float().tolist()
+
+
+def make_reward(ctx: TrainContext):
+    from studio.rewards import MODEL_PREFIX, get_reward, is_model_reward
+
+    name = ctx.spec.method.reward
+    if is_model_reward(name):
+        return RewardModel(name.strip()[len(MODEL_PREFIX):], ctx.device, ctx.spec.model.trust_remote_code)
+    return get_reward(name)
+
+
+def ppo_config(ctx: TrainContext, n_prompts: int):
+    import torch
+
+    from studio.methods.ppo_core import PPOConfig
+
+    m, t = ctx.spec.method, ctx.spec.train
+    steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(t.epochs * n_prompts / t.batch_size))
+    return PPOConfig(
+        batch_size=t.batch_size, mini_batch_size=max(1, min(m.mini_batch_size, t.batch_size)),
+        ppo_epochs=m.ppo_epochs, max_steps=steps, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+        scheduler=t.scheduler, warmup_steps=t.warmup_steps, max_grad_norm=t.max_grad_norm,
+        clip_range=m.clip_range, vf_coef=m.vf_coef, gamma=m.gamma, gae_lambda=m.gae_lambda, kl_coef=m.kl_coef,
+        temperature=m.temperature, top_k=m.top_k, top_p=m.top_p, max_new_tokens=m.max_new_tokens,
+        seed=t.seed, log_every=t.log_every,
+        autocast_dtype={"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision),
+    )
+
+
+def prompts_and_answers(dataset) -> tuple[list, list | None]:
+    prompts = list(dataset["prompt"])
+    answers = list(dataset["answer"]) if "answer" in dataset.column_names else []
+    # No answers at all: pass None so a preset that needs them (exact_match) says so clearly.
+    return prompts, answers if any(a is not None for a in answers) else None
+
+
+def save_policy(ctx: TrainContext, trainer, tokenizer, folder: Path | None = None) -> Path:
+    """The policy (adapter or full model) + tokenizer + spec, and the value head beside them."""
+    from safetensors.torch import save_file
+
+    from studio.methods import common
+
+    if folder is None:
+        folder = common.save_final(ctx, trainer.policy, tokenizer)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        trainer.policy.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.value_head.state_dict().items()}
+    save_file(state, str(folder / VALUE_HEAD_FILE))
+    return folder
+
+
+def load_value_head(folder: Path, hidden_size: int):
+    """A value head saved by an earlier PPO run, or None when the folder has none."""
+    from safetensors.torch import load_file
+
+    from studio.methods.ppo_core import ValueHead
+
+    path = Path(folder) / VALUE_HEAD_FILE
+    if not path.is_file():
+        return None
+    head = ValueHead(hidden_size)
+    head.load_state_dict(load_file(str(path)))
+    return head
+
+
+def train(ctx: TrainContext) -> None:
+    from studio.methods import common
+    from studio.methods.ppo_core import mean_reward, train_ppo
+    from studio.worker import stop_request
+
+    spec = ctx.spec
+    if spec.train.resume_from:
+        raise ValueError("train.resume_from: PPO runs do not resume from checkpoints; start a new run with "
+                         "model.name_or_path set to the checkpoint folder instead")
+    if spec.train.optimizer != "adamw" or spec.train.grad_accum != 1:
+        print("PPO trains with AdamW, one optimizer step per mini-batch: train.optimizer and "
+              "train.grad_accum are not used (method.mini_batch_size sets the step size).", flush=True)
+    tokenizer = common.load_tokenizer(ctx)
+    data = common.load_data(ctx, ("prompt",))
+    policy = common.load_model(ctx, tokenizer)
+    reward_fn = make_reward(ctx)
+    prompts, answers = prompts_and_answers(data.train)
+    config = ppo_config(ctx, len(prompts))
+
+    value_head = None
+    if spec.model.source == "pretrained":
+        from studio.model import resolve_model_path
+
+        value_head = load_value_head(Path(resolve_model_path(spec.model.name_or_path)[0]),
+                                     policy.get_output_embeddings().weight.shape[1])
+
+    evaluate = None
+    if data.eval is not None and len(data.eval) > 0 and spec.train.eval_every > 0:
+        eval_prompts, eval_answers = prompts_and_answers(data.eval)
+        # the trainer updates `policy` in place, so this always scores the current weights
+        evaluate = lambda step: {  # noqa: E731
+            "eval_reward": mean_reward(policy, tokenizer, eval_prompts, eval_answers, reward_fn, config)}
+
+    def checkpoint(step, trainer):
+        save_policy(ctx, trainer, tokenizer, ctx.checkpoints_dir / f"checkpoint-{step}")
+
+    print(f"PPO: {config.max_steps} iterations x {config.batch_size} prompts, {config.ppo_epochs} epochs of "
+          f"mini-batches of {config.mini_batch_size}", flush=True)
+    trainer = train_ppo(
+        policy, tokenizer, prompts, answers, reward_fn, config, value_head=value_head,
+        log=ctx.log, progress=ctx.progress, should_stop=ctx.should_stop,
+        evaluate=evaluate, eval_every=spec.train.eval_every,
+        checkpoint=checkpoint, save_every=spec.train.save_every)
+    if stop_request(ctx.run_dir) == "now":
+        return  # "stop now": no final save, as for the Trainer-based methods
+    save_policy(ctx, trainer, tokenizer)
