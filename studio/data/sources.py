@@ -67,15 +67,43 @@ def _looks_like_path(name: str) -> bool:
             or Path(name).expanduser().exists())
 
 
+OPTION_KEYS = ("format", "split", "streaming")  # `key=value` cells after the name
+
+
+def _line_options(cells: list[str], n: int) -> dict:
+    """`format=alpaca`, `split=test`, `streaming=true` cells, so the text box that Start
+    reads can carry what the Data tab's format override sets."""
+    from studio.data.formats import FORMATS
+
+    opts = {}
+    for cell in cells:
+        key, _, value = (x.strip() for x in cell.partition("="))
+        if key not in OPTION_KEYS:
+            raise DataError(f"line {n}", f"'{key}=' is not an option; use {', '.join(k + '=' for k in OPTION_KEYS)}")
+        if key == "format" and value != "auto" and value not in FORMATS:
+            raise DataError(f"line {n}", f"format '{value}' is not known; use auto or one of {', '.join(FORMATS)}")
+        if key == "streaming":
+            if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise DataError(f"line {n}", f"streaming={value}: write streaming=true or streaming=false")
+            value = value.lower() in ("true", "yes", "1")
+        if key == "split" and not value:
+            raise DataError(f"line {n}", "split= needs a split name, e.g. split=train")
+        opts[key] = value
+    return opts
+
+
 def parse_source_lines(text: str) -> list[DataSource]:
     """`name | subset | weight [| split]` per line (subset, weight optional; '#' starts a
-    comment). A name that is a local path or has a data-file suffix becomes a file source."""
+    comment), plus optional `format=NAME`, `split=NAME`, `streaming=true` cells after the
+    name. A name that is a local path or has a data-file suffix becomes a file source."""
     sources = []
     for n, line in enumerate((text or "").splitlines(), 1):
         line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
         if not line:
             continue
         parts = [p.strip() for p in line.split("|")]
+        opts = _line_options([p for p in parts[1:] if "=" in p], n)
+        parts = parts[:1] + [p for p in parts[1:] if "=" not in p]
         if len(parts) > 4:
             raise DataError(f"line {n}", "write name | subset | weight (| split); too many '|'")
         name = parts[0]
@@ -90,10 +118,11 @@ def parse_source_lines(text: str) -> list[DataSource]:
                 raise DataError(f"line {n}", f"weight '{parts[2]}' is not a number, e.g. 0.5") from None
             if not weight > 0:
                 raise DataError(f"line {n}", f"weight must be positive, got {parts[2]}")
-        split = parts[3] if len(parts) > 3 and parts[3] else "train"
+        split = opts.get("split") or (parts[3] if len(parts) > 3 and parts[3] else "train")
         is_file = _looks_like_path(name) and Path(name).expanduser().suffix.lower() in FILE_SUFFIXES
         sources.append(DataSource(kind="file" if is_file else "hub", path=name,
-                                  subset=None if is_file else subset, split=split, weight=weight))
+                                  subset=None if is_file else subset, split=split, weight=weight,
+                                  format=opts.get("format", "auto"), streaming=opts.get("streaming", False)))
     return sources
 
 
@@ -104,6 +133,10 @@ def format_source_lines(sources: list[DataSource]) -> str:
         parts = [s.path, s.subset or "", f"{s.weight:g}"]
         if s.split != "train":
             parts.append(s.split)
+        if s.format not in ("auto", "", None):
+            parts.append(f"format={s.format}")
+        if s.streaming:
+            parts.append("streaming=true")
         lines.append(" | ".join(parts))
     return "\n".join(lines)
 

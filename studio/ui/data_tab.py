@@ -1,5 +1,18 @@
-"""Data tab: sources with weights, how they are mixed."""
+"""Data tab: the sources (the `data.sources` text Start reads), uploads, what each source
+looks like, and a live preview of the blend the chosen method will see.
+
+Handlers only turn widgets into a spec and call studio.data; every failure becomes a
+message on the page. The tokenizer for token counts loads transformers lazily, inside
+the preview handler only, so importing this module stays light.
+"""
 from __future__ import annotations
+
+import filecmp
+import json
+import os
+import re
+import shutil
+from pathlib import Path
 
 import gradio as gr
 
@@ -7,10 +20,419 @@ from studio.ui import form
 
 PATHS = ["data.sources", "data.mixing", "data.stopping_strategy", "data.seed", "data.eval_fraction",
          "data.max_rows", "data.packing", "data.assistant_only_loss"]
+# What the preview reads, from this tab and the Model and Method tabs.
+PREVIEW_PATHS = ["data.sources", "data.mixing", "data.stopping_strategy", "data.seed", "data.eval_fraction",
+                 "data.max_rows", "method.name", "model.source", "model.name_or_path", "model.tokenizer",
+                 "model.max_seq_len"]
+# Changes that refresh the preview by themselves (when auto-refresh is on).
+REFRESH_ON = ["data.sources", "data.mixing", "data.stopping_strategy", "data.seed", "data.max_rows",
+              "method.name", "model.max_seq_len", "model.tokenizer", "model.source", "model.name_or_path"]
+UPLOAD_LIMIT_ENV = "STUDIO_MAX_UPLOAD_MB"
+DEFAULT_UPLOAD_MB = 200
+SAMPLE_CHARS = 300  # of each sampled row shown in the table
+SOURCES_INFO = ("One source per line: `path or hub name | subset | weight` (subset and weight optional). "
+                "Optional cells: `split=test`, `streaming=true`, `format=alpaca` (overrides detection; "
+                "the format picker below writes it for you).")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# Widgets of each built tab that wire() needs, keyed by id of its data.sources box:
+# build() and wire() are separate calls from app.py and fields holds spec widgets only.
+_BUILT: dict[int, dict] = {}
+
+
+# -- the sources text, line by line ----------------------------------------------------------
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    body, sep, comment = line.partition("#")
+    return body, sep + comment
+
+
+def source_line_numbers(text: str) -> list[int]:
+    """Indexes (into text.splitlines()) of the lines that are sources, in the order
+    parse_source_lines numbers them (blank and comment lines skipped)."""
+    out = []
+    for i, line in enumerate((text or "").splitlines()):
+        if not line.lstrip().startswith("#") and _split_comment(line)[0].strip():
+            out.append(i)
+    return out
+
+
+def source_choices(text: str) -> list[tuple[str, int]]:
+    """(label, index) per source for the picker; readable even when a line is not."""
+    lines = (text or "").splitlines()
+    return [(f"{k + 1} · {_split_comment(lines[i])[0].split('|')[0].strip()}", k)
+            for k, i in enumerate(source_line_numbers(text))]
+
+
+def set_line_format(text: str, index: int, fmt: str) -> str:
+    """The sources text with source `index`'s `format=` cell set (removed for auto)."""
+    lines = (text or "").splitlines()
+    numbers = source_line_numbers(text)
+    if not 0 <= index < len(numbers):
+        return text
+    body, comment = _split_comment(lines[numbers[index]])
+    cells = [c.strip() for c in body.split("|")]
+    cells = [c for c in cells[:1]] + [c for c in cells[1:] if not c.replace(" ", "").startswith("format=")]
+    while len(cells) > 1 and not cells[-1]:
+        cells.pop()
+    if fmt and fmt != "auto":
+        cells.append(f"format={fmt}")
+    lines[numbers[index]] = " | ".join(cells).replace("|  |", "| |") + (f"  {comment}" if comment else "")
+    return "\n".join(lines)
+
+
+def append_source(text: str, path: str) -> tuple[str, int]:
+    """The text with `path` as a new source line (not twice), and that source's index."""
+    from studio.data import parse_source_lines
+
+    try:
+        known = [s.path for s in parse_source_lines(text)]
+    except ValueError:
+        known = []
+    if path in known:
+        return text, known.index(path)
+    body = (text or "").rstrip("\n")
+    return (body + "\n" if body else "") + path, len(source_line_numbers(text))
+
+
+# -- uploads -------------------------------------------------------------------------------
+
+
+def upload_limit_bytes() -> int:
+    try:
+        mb = float(os.environ.get(UPLOAD_LIMIT_ENV) or DEFAULT_UPLOAD_MB)
+    except ValueError:
+        mb = DEFAULT_UPLOAD_MB
+    return int(mb * 1_000_000)
+
+
+def safe_name(name: str) -> str:
+    """A file name safe to create in the uploads folder: no folders, no odd characters,
+    a data-file suffix the readers know."""
+    from studio.data import DataError
+    from studio.data.sources import FILE_SUFFIXES
+
+    base = Path(str(name).replace("\\", "/")).name
+    suffix = Path(base).suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise DataError("upload", f"'{base}' is not a data file; upload one of {', '.join(FILE_SUFFIXES)}")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(base).stem).strip("._-")[:80] or "upload"
+    return stem + suffix
+
+
+def save_upload(tmp_path: str, original_name: str | None = None) -> Path:
+    """Copy an uploaded file into studio.data.uploads_dir(); an identical file already
+    there is reused, a different one with the same name gets a -2, -3 ... suffix."""
+    from studio.data import DataError, uploads_dir
+
+    src = Path(tmp_path)
+    name = safe_name(original_name or src.name)
+    size, limit = src.stat().st_size, upload_limit_bytes()
+    if size > limit:
+        raise DataError("upload", f"'{name}' is {size / 1e6:.1f} MB, over the {limit / 1e6:g} MB upload limit; "
+                        f"put it under a data folder and add that to STUDIO_DATA_ROOTS, or raise {UPLOAD_LIMIT_ENV}")
+    folder = uploads_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem, suffix = Path(name).stem, Path(name).suffix
+    dest, k = folder / name, 2
+    while dest.exists() and not filecmp.cmp(src, dest, shallow=False):
+        dest, k = folder / f"{stem}-{k}{suffix}", k + 1
+    if not dest.exists():
+        part = dest.with_name(dest.name + ".part")  # never leave half a file under the real name
+        shutil.copyfile(src, part)
+        os.replace(part, dest)
+    return dest
+
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# -- what a source looks like ----------------------------------------------------------------
+
+
+def _clip(text: str, n: int) -> str:
+    text = str(text)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _error_md(exc: Exception, sources=None) -> str:
+    """A DataError/SpecError as a message naming the source it is about."""
+    field = getattr(exc, "field", "")
+    message = getattr(exc, "message", None) or getattr(exc, "fix", None) or str(exc)
+    while field and message.startswith(field + ": "):
+        message = message[len(field) + 2:]
+    m = re.match(r"data\.sources\.(\d+)", field or "")
+    if m and sources is not None and int(m.group(1)) < len(sources):
+        i = int(m.group(1))
+        where = f"source {i + 1} (`{sources[i].path}`)"
+    else:
+        where = f"`{field}`" if field else type(exc).__name__
+    return f"⚠️ **{where}**: {message}"
+
+
+def inspect_markdown(info: dict) -> str:
+    from studio.data import FORMATS
+
+    lines = [f"**`{info['path']}`**"]
+    if info.get("format") == "unknown" or not info.get("kind"):
+        lines.append(f"- detected format: **unknown** — {info.get('note') or 'no known columns'}. "
+                     "Pick the format below, or fix the file.")
+    else:
+        fmt = info["format"]
+        how = "set by hand" if info.get("detected") and info["detected"] != fmt else "detected"
+        if how == "set by hand":
+            how += f" (detection said {info['detected']})"
+        lines.append(f"- format: **{fmt}** — {FORMATS[fmt].title} ({how}) → {info['kind']} rows")
+    rows = info.get("rows")
+    rows_text = "streamed (first rows looked at)" if info.get("streamed") else f"{rows}"
+    lines.append(f"- rows: {rows_text} · usable: {info.get('ok', 0)} · bad: {info.get('bad', 0)}")
+    if info.get("columns"):
+        lines.append(f"- columns: {', '.join(f'`{c}`' for c in info['columns'])}")
+    if info.get("test_file"):
+        lines.append(f"- held-out file: `{info['test_file']}`")
+    if info.get("reasons"):
+        lines.append("- bad rows: " + "; ".join(f"{r} ({n})" for r, n in info["reasons"].items()))
+        lines.append("  - e.g. " + "; ".join(f"line {e['line']}: {e['reason']}" for e in info.get("examples", [])[:3]))
+    if info.get("example"):
+        example = json.dumps(info["example"], ensure_ascii=False, indent=1, default=str)
+        lines.append("\none normalised example:\n```json\n" + _clip(example, 1500) + "\n```")
+    return "\n".join(lines)
+
+
+def inspect_at(text: str, index) -> tuple[str, str]:
+    """(markdown about source `index` of the text, its format setting)."""
+    from studio.data import DataError, inspect_source, parse_source_lines
+
+    try:
+        sources = parse_source_lines(text)
+    except DataError as exc:
+        return _error_md(exc), "auto"
+    if index is None or not 0 <= int(index) < len(sources):
+        return "Pick a source to see its format, rows and bad rows.", "auto"
+    index = int(index)
+    try:
+        return inspect_markdown(inspect_source(sources[index], index)), sources[index].format or "auto"
+    except (DataError, OSError, ValueError) as exc:
+        return _error_md(exc, sources), sources[index].format or "auto"
+
+
+# -- the blend preview -------------------------------------------------------------------------
+
+_TOKENIZERS: dict[str, object] = {}
+
+
+def tokenizer_for(spec) -> tuple[object | None, str]:
+    """The Model tab's tokenizer from local files only (never a download from the UI);
+    (None, why) when it cannot be had, and lengths are then counted in characters."""
+    m = spec.model
+    where = (m.name_or_path if m.source == "pretrained" and m.name_or_path else m.tokenizer) or ""
+    if not where:
+        return None, "no tokenizer set on the Model tab"
+    for candidate in (Path(where).expanduser(), REPO_ROOT / where):
+        if candidate.is_dir():
+            final = candidate / "final"
+            where = str(final if not (candidate / "tokenizer_config.json").exists() and final.is_dir() else candidate)
+            break
+    if where not in _TOKENIZERS:
+        try:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - any failure means "count characters instead"
+            return None, f"tokenizer '{where}' is not available here ({type(exc).__name__})"
+        if len(_TOKENIZERS) >= 4:
+            _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+        _TOKENIZERS[where] = tok
+    return _TOKENIZERS[where], where
+
+
+def row_text(row: dict) -> str:
+    """One normalised row as a short line: `role: content` turns, other fields as is."""
+    parts = []
+    for key, value in row.items():
+        if value is None:
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "role" in value[0]:
+            value = " / ".join(f"{t.get('role')}: {t.get('content')}" for t in value)
+        parts.append(f"{key}: {value}" if key not in ("text", "messages") else str(value))
+    return _clip(" ‖ ".join(parts).replace("\n", " ⏎ "), SAMPLE_CHARS)
+
+
+def proportions_figure(result: dict):
+    import plotly.graph_objects as go
+
+    names = [f"{s['index'] + 1} · {Path(s['path']).name or s['path']}"[:40] for s in result["sources"]]
+    req = [round(100 * x, 1) for x in result["proportions"]["requested"]]
+    got = [round(100 * x, 1) for x in result["proportions"]["achieved"]]
+    fig = go.Figure([go.Bar(name="requested", x=names, y=req, text=[f"{v:g}%" for v in req]),
+                     go.Bar(name="achieved", x=names, y=got, text=[f"{v:g}%" for v in got])])
+    fig.update_traces(textposition="outside")
+    fig.update_layout(barmode="group", height=300, margin=dict(l=40, r=10, t=40, b=40),
+                      title=f"share of the blend ({result['counted_rows']} rows counted)",
+                      yaxis=dict(title="%", range=[0, max(req + got + [1]) * 1.2]),
+                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    return fig
+
+
+def sources_markdown(result: dict) -> str:
+    unit = result["unit"]
+    head = (f"| # | source | format → kind | rows | bad | requested | achieved | {unit}: mean / p50 / p90 / max "
+            f"| over {result['max_seq_len']} |\n|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for s in result["sources"]:
+        ln = s["lengths"]
+        bad = f"{s['bad']}" + (f" ({_clip(next(iter(s['reasons'])), 40)}…)" if s["reasons"] else "")
+        rows.append(f"| {s['index'] + 1} | `{_clip(s['path'], 48)}` | {s['format']} → {s['kind']} "
+                    f"| {s['train_rows'] if s['train_rows'] is not None else 'streamed'} | {bad} "
+                    f"| {100 * s['requested']:.1f}% | {100 * s['achieved']:.1f}% "
+                    f"| {ln['mean']} / {ln['p50']} / {ln['p90']} / {ln['max']} | {ln['over_max']} |")
+    return head + "\n" + "\n".join(rows)
+
+
+def status_markdown(result: dict, tok_note: str) -> str:
+    kinds = {s["native_kind"] for s in result["sources"]}
+    converted = [f"{s['index'] + 1} ({s['native_kind']} → {s['kind']})" for s in result["sources"]
+                 if s["native_kind"] != s["kind"]]
+    text = (f"✅ **{result['method']}** reads **{result['kind']}** rows; "
+            f"{'all sources fit' if kinds == {result['kind']} else 'sources converted: ' + ', '.join(converted)}. "
+            f"{result['total_rows'] if result['total_rows'] is not None else 'streamed'} training rows, "
+            f"{result['eval_rows']} eval rows, {result['mixing']}"
+            f"{' (' + result['stopping_strategy'] + ')' if result['mixing'] == 'interleave' else ''}.")
+    unit = result["unit"]
+    text += (f"\n\nLengths in **{unit}**" + (f" ({tok_note}, {result['template']} chat template)"
+                                             if unit == "tokens" else f" — {tok_note}")
+             + f"; **{result['truncated']}** rows ({100 * result['truncated_fraction']:.1f}%) are longer than "
+             f"max_seq_len {result['max_seq_len']} and will be truncated.")
+    return text
+
+
+def run_preview(n, *values):
+    """(status, figure, per-source table, sampled rows) for the widgets' current spec;
+    every failure is a message, never an exception on the page."""
+    from studio.data import DataError, preview
+    from studio.spec import RunSpec, SpecError
+
+    empty = ([], ["source", "row"])
+    sources = None
+    try:
+        spec = form.spec_from_values(PREVIEW_PATHS, list(values), base=RunSpec())
+        sources = spec.data.sources
+        if not sources:
+            return "Add a source above to preview the blend.", None, "", _rows_update(*empty)
+        tok, note = tokenizer_for(spec)
+        result = preview(spec, int(n or 20), tok)
+    except (DataError, SpecError) as exc:
+        return _error_md(exc, sources), None, "", _rows_update(*empty)
+    except Exception as exc:  # noqa: BLE001 - the page must show the problem, not break
+        return f"⚠️ preview failed: {type(exc).__name__}: {_clip(exc, 500)}", None, "", _rows_update(*empty)
+    rows = [[f"{r['source'] + 1} · {Path(r['path']).name or r['path']}", row_text(r["row"])]
+            for r in result["rows"]]
+    return (status_markdown(result, note), proportions_figure(result), sources_markdown(result),
+            _rows_update(rows, ["source", "row (normalised)"]))
+
+
+def _rows_update(rows, headers):
+    return gr.update(value={"data": rows or [["", ""]], "headers": headers})
+
+
+# -- the tab ---------------------------------------------------------------------------------
 
 
 def build(spec) -> dict:
-    fields = form.widgets(spec, PATHS[:1])
+    from studio.data import FORMATS
+    from studio.data.sources import FILE_SUFFIXES
+
+    fields = form.widgets(spec, PATHS[:1], info=SOURCES_INFO)
+    sources = fields["data.sources"]
+    with gr.Row(equal_height=True):
+        upload = gr.UploadButton("Upload a data file", file_types=list(FILE_SUFFIXES), elem_id="data-upload",
+                                 size="md", scale=1)
+        picker = gr.Dropdown(choices=source_choices(sources.value), value=None, label="source",
+                             elem_id="data-source-pick", scale=2)
+        fmt = gr.Dropdown(choices=[("auto (detect)", "auto")] + [(f"{k}: {f.title}", k) for k, f in FORMATS.items()],
+                          value="auto", label="format of this source", elem_id="data-format", scale=3,
+                          info="overrides detection; written as format=… on its line")
+    inspected = gr.Markdown("Pick a source, or upload a file, to see its format, rows and bad rows.",
+                            elem_id="data-inspect")
+    with gr.Accordion("Mixing", open=True):
+        with gr.Row():
+            fields.update(form.widgets(spec, PATHS[1:]))
+    gr.Markdown("### Preview of the blend")
+    with gr.Row(equal_height=True):
+        n_rows = gr.Number(value=20, precision=0, minimum=1, maximum=500, label="rows to sample",
+                           elem_id="data-preview-n", scale=1)
+        auto = gr.Checkbox(value=True, label="refresh on change", elem_id="data-preview-auto", scale=1)
+        button = gr.Button("Preview", variant="primary", elem_id="data-preview-btn", scale=1)
+    status = gr.Markdown("Press **Preview** (or edit a source) to see the blend.", elem_id="data-preview-status")
     with gr.Row():
-        fields.update(form.widgets(spec, PATHS[1:]))
+        plot = gr.Plot(label="requested vs achieved", elem_id="data-proportions", scale=2)
+        table = gr.Markdown(elem_id="data-preview-sources")
+    samples = gr.Dataframe(headers=["source", "row (normalised)"], value=[["", ""]], interactive=False, wrap=True,
+                           label="sampled rows", elem_id="data-preview-rows", column_widths=["18%", "82%"],
+                           max_height=420)
+
+    def on_upload(file, text):
+        from studio.data import DataError
+
+        if not file:
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        try:
+            path = save_upload(file if isinstance(file, str) else getattr(file, "name", str(file)))
+        except (DataError, OSError) as exc:
+            return gr.update(), gr.update(), _error_md(exc), gr.update()
+        text, index = append_source(text, display_path(path))
+        md, current = inspect_at(text, index)
+        return text, gr.update(choices=source_choices(text), value=index), md, current
+
+    upload.upload(on_upload, [upload, sources], [sources, picker, inspected, fmt], api_visibility="private")
+    picker.input(inspect_at, [sources, picker], [inspected, fmt], api_visibility="private")
+
+    def on_format(text, index, value):
+        if index is None:
+            return gr.update(), "Pick a source first: the format applies to one source."
+        text = set_line_format(text, int(index), value)
+        return text, inspect_at(text, index)[0]
+
+    fmt.input(on_format, [sources, picker, fmt], [sources, inspected], api_visibility="private")
+
+    def on_sources(text, index):
+        choices = source_choices(text)
+        keep = index if index is not None and int(index) < len(choices) else None
+        return gr.update(choices=choices, value=keep)
+
+    sources.change(on_sources, [sources, picker], [picker], api_visibility="private")
+    _BUILT[id(sources)] = dict(n=n_rows, auto=auto, button=button, outputs=[status, plot, table, samples])
     return fields
+
+
+def wire(demo, fields: dict, settings) -> None:
+    """The preview reads the Model and Method tabs too, so its events are attached here."""
+    built = _BUILT.pop(id(fields["data.sources"]), None)
+    if built is None:
+        return
+    shown = gr.State(False)  # other tabs refresh the preview only once it has been looked at
+    inputs = [built["n"]] + [fields[p] for p in PREVIEW_PATHS]
+    outputs = built["outputs"] + [shown]
+    queue = dict(api_visibility="private", concurrency_id="data-preview", concurrency_limit=1)
+
+    def now(n, *values):
+        return (*run_preview(n, *values), True)
+
+    def on_change(auto_on, was_shown, own_tab, n, *values):
+        if not auto_on or not (own_tab or was_shown):
+            return [gr.update()] * len(outputs)
+        return now(n, *values)
+
+    built["button"].click(now, inputs, outputs, **queue)
+    for path in REFRESH_ON:
+        if path not in fields:
+            continue
+        own = gr.State(path.startswith("data."))
+        # always_last: typing queues at most one more preview after the running one
+        fields[path].change(on_change, [built["auto"], shown, own] + inputs, outputs, trigger_mode="always_last",
+                            show_progress="minimal", **queue)
