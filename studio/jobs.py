@@ -134,8 +134,19 @@ def new_run_id(name: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe[:40]}-{secrets.token_hex(2)}"
 
 
+def preflight(spec: RunSpec) -> list[str]:
+    """Every reason not to start: the spec's own problems, then whether this machine can
+    launch its process layout and hold it in memory (cheap: no model is built)."""
+    from studio.launch import fit_problems, launch_problems
+
+    problems = [str(p) for p in spec.validate()]
+    if problems:
+        return problems
+    return launch_problems(spec) + fit_problems(spec)
+
+
 def create_run(spec: RunSpec, runs_dir: str | Path | None = None) -> Path:
-    problems = spec.validate()
+    problems = preflight(spec)
     if problems:
         raise JobError("The run was not started:\n" + "\n".join(f"- {p}" for p in problems))
     run_dir = runs_root(runs_dir) / new_run_id(spec.name)

@@ -27,6 +27,7 @@ CHECKPOINTING = ("auto", "on", "off")
 MIXINGS = ("interleave", "concat")
 STOPPING = ("all_exhausted", "first_exhausted")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
+DISTRIBUTED = ("ddp", "zero2", "zero3", "fsdp")
 SOURCE_KINDS = ("file", "hub")
 DEFAULT_TOKENIZER = "assets/tokenizer"
 
@@ -149,7 +150,12 @@ class TrainSpec:
     eval_steps: int = 20  # number of eval batches
     save_every: int = 0  # 0: checkpoints only at the end
     save_best_only: bool = False
-    num_processes: int = 1
+    num_processes: int = 1  # per node (one per GPU); > 1 launches through accelerate
+    distributed: str = "ddp"  # with several processes: ddp | zero2 | zero3 (DeepSpeed) | fsdp
+    nnodes: int = 1
+    node_rank: int = 0  # this machine's index among nnodes
+    master_addr: str = ""  # multi-node: address of node 0
+    master_port: int = 0  # 0: a free port on this machine
     report_to: str = "none"
     resume_from: str = ""  # checkpoint dir to resume from
     resume_optimizer: bool = True
@@ -476,6 +482,15 @@ def validate_train(t: TrainSpec) -> list[Problem]:
     _choice(add, "precision", t.precision, PRECISIONS)
     _choice(add, "gradient_checkpointing", t.gradient_checkpointing, CHECKPOINTING)
     _choice(add, "report_to", t.report_to, REPORT_TO)
+    _choice(add, "distributed", t.distributed, DISTRIBUTED)
+    if t.nnodes < 1:
+        add("nnodes", "must be at least 1")
+    elif not 0 <= t.node_rank < t.nnodes:
+        add("node_rank", f"must be in 0..{t.nnodes - 1} (this machine's index among nnodes)")
+    elif t.nnodes > 1 and not t.master_addr.strip():
+        add("master_addr", "several nodes need the address of node 0, e.g. 10.0.0.1")
+    if not 0 <= t.master_port <= 65535:
+        add("master_port", "must be a port number (1-65535), or 0 for a free one")
     if t.warmup_steps < 0:
         add("warmup_steps", "must be zero or positive (below 1 it is a fraction of the steps)")
     if t.max_grad_norm < 0:

@@ -33,6 +33,22 @@ def rank() -> int:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
 
 
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def apply_memory_limit() -> int | None:
+    """Cap this process's address space at STUDIO_MEMORY_LIMIT_MB (for a shared machine,
+    and to test the out-of-memory path): past it, allocations fail inside this process
+    instead of the kernel's OOM killer taking it, or a neighbour, down without a word."""
+    from studio.launch import memory_limit_bytes
+
+    limit = memory_limit_bytes()
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
 def resolve_device(spec: RunSpec) -> tuple[str, str]:
     import torch
 
@@ -70,6 +86,15 @@ def acquire_device_lock(run_dir: Path):
     return lock
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
+        return True
+    # a failed CPU allocation surfaces as a RuntimeError from c10's allocator
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "cannot allocate memory", "not enough memory", "out of memory"))
+
+
 def peak_memory_bytes(device: str) -> int:
     if device == "cuda":
         import torch
@@ -81,10 +106,11 @@ def peak_memory_bytes(device: str) -> int:
 def explain(exc: BaseException, spec: RunSpec, device: str) -> str:
     """The error in plain words, with the fix where we know it."""
     name = type(exc).__name__
-    if "OutOfMemory" in name or isinstance(exc, MemoryError):
+    if is_out_of_memory(exc):
+        from studio.launch import device_memory
         from studio.oom import advice
 
-        return advice(spec, peak_memory_bytes(device), device)
+        return advice(spec, peak_memory_bytes(device), device, device_memory()[1])
     if name in ("DataError", "SpecError", "ModelError"):
         return str(exc)
     if isinstance(exc, FileNotFoundError):
@@ -98,14 +124,32 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m studio.worker RUN_DIR", file=sys.stderr)
         return 2
+    from studio.launch import LOCK_HELD_ENV, is_multi_process, launch_command
+
     run_dir = Path(argv[0]).resolve()
     spec = RunSpec.load(run_dir / "spec.yaml")
+    apply_memory_limit()
+    launched = "LOCAL_RANK" in os.environ  # a rank of an accelerate/torchrun group
     if rank() != 0:  # extra ranks of a multi-process launch: train, write nothing
         return run_method(spec, run_dir, lead=False)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    jobs.write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp())
-    lock = acquire_device_lock(run_dir)  # noqa: F841 (held until exit)
-    jobs.write_status(run_dir, state="running", started=time.time(), pid=os.getpid(), error=None)
+    if os.environ.get(LOCK_HELD_ENV) != "1":
+        jobs.write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp())
+        lock = acquire_device_lock(run_dir)
+        if is_multi_process(spec) and not launched:
+            # The device is ours: become the launcher of the whole group (same pid and
+            # process group, so stop() ends every rank). The lock fd stays open across
+            # exec, so the lock is held once, for the group, until the launcher exits.
+            os.set_inheritable(lock.fileno(), True)
+            cmd = launch_command(spec, run_dir)
+            jobs.write_status(run_dir, state="running", started=time.time(), error=None,
+                              num_processes=spec.train.num_processes * spec.train.nnodes)
+            print("Launching:", " ".join(cmd), flush=True)
+            os.environ[LOCK_HELD_ENV] = "1"
+            os.execv(cmd[0], cmd)
+        jobs.write_status(run_dir, state="running", started=time.time(), pid=os.getpid(), error=None)
+    else:  # rank 0 of a group whose launcher holds the lock and owns the pid in status
+        jobs.write_status(run_dir, state="running", error=None)
     print(f"Run {run_dir.name}: {spec.method.name}/{spec.method.regime}", flush=True)
     return run_method(spec, run_dir, lead=True)
 
@@ -125,12 +169,18 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             now = time.time()
             if lead and (now - last_status[0] > 0.5 or step >= total):
                 last_status[0] = now
-                jobs.write_status(run_dir, step=step, total=total, epoch=epoch)
+                jobs.write_status(run_dir, step=step, total=total, epoch=epoch,
+                                  peak_memory_bytes=peak_memory_bytes(device))
 
         def should_stop():
             return stop_request(run_dir)
 
-        callbacks = [make_callback(writer, progress, should_stop)] if lead else []
+        if world_size() > 1:
+            # every rank must stop at the same step, or the others hang in the next
+            # all-reduce: rank 0 reads the request and broadcasts it
+            callbacks = ([make_callback(writer, progress, None)] if lead else []) + [stop_sync_callback(run_dir)]
+        else:
+            callbacks = [make_callback(writer, progress, should_stop)]
         ctx = TrainContext(
             spec=spec, run_dir=run_dir, device=device, precision=precision, callbacks=callbacks,
             log=(writer.write if writer else (lambda r: None)), progress=progress,
@@ -155,6 +205,25 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             jobs.write_status(run_dir, state="failed", ended=time.time(), error=explain(exc, spec, device),
                               traceback=tb.strip().splitlines()[-12:])
         return 1
+
+
+def stop_sync_callback(run_dir: Path):
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    codes = {None: 0, "now": 1, "save": 2}
+
+    class StopSync(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            flag = torch.tensor([codes[stop_request(run_dir)] if rank() == 0 else 0], device=args.device)
+            if dist.is_available() and dist.is_initialized():
+                dist.broadcast(flag, src=0)
+            if flag.item():
+                control.should_training_stop = True
+                control.should_save = flag.item() == 2
+
+    return StopSync()
 
 
 if __name__ == "__main__":
