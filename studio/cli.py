@@ -16,7 +16,7 @@ from studio import jobs
 from studio.spec import SpecError
 
 # modules that contribute subcommands (estimate, data, advise); each imports lightly
-PLUGINS = ("studio.estimate", "studio.data", "studio.advisor_cli")
+PLUGINS = ("studio.estimate", "studio.data", "studio.advisor_cli", "studio.export")
 
 
 def _progress_bar(step: int, total: int, elapsed: float, loss) -> str:

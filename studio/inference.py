@@ -6,6 +6,9 @@ and must stay light until someone actually loads a model.
 """
 from __future__ import annotations
 
+import base64
+import json
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -31,10 +34,52 @@ class Loaded:
     source: str
     device: str
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generate at a time per model
+    label: str = ""  # what the page shows instead of the path (demo mode hides paths)
 
-    def describe(self) -> str:
+    @property
+    def is_adapter(self) -> bool:
+        return hasattr(self.model, "peft_config")
+
+    def describe(self, show_path: bool = True) -> str:
         n = sum(p.numel() for p in self.model.parameters())
-        return f"{self.source} — {n / 1e6:.2f}M parameters on {self.device}"
+        what = "adapter on its base" if self.is_adapter else "model"
+        name = self.source if show_path else (self.label or Path(self.source).name)
+        return f"{name} ({what}) — {n / 1e6:.2f}M parameters on {self.device}"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def training_runs(runs_dir: str | None = None) -> list[str]:
+    """Runs that hold (or wait for) the training device right now."""
+    from studio import jobs
+
+    try:
+        return [r["run_id"] for r in jobs.list_runs(runs_dir) if r["state"] in ("running", "queued")]
+    except OSError:
+        return []
+
+
+def device_conflict(device: str, runs_dir: str | None = None, cuda_available: bool | None = None) -> str:
+    """A warning when loading on `device` would share it with a training run, else "".
+
+    The worker trains on cuda when there is one, so a chat model on cuda competes with it
+    for memory (an OOM would kill the run or the chat). On a CPU-only machine both only
+    share cores: slower, never corrupted, so no question is asked."""
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available()
+    if not device.startswith("cuda") or not cuda_available:
+        return ""
+    busy = training_runs(runs_dir)
+    if not busy:
+        return ""
+    return (f"Run {', '.join(busy)} is training on this GPU. Loading a chat model there takes memory the run may "
+            "need (either could run out). Choose 'cpu' to chat without touching the run, or load anyway.")
 
 
 def resolve_source(source: str, runs_dir: str | None = None) -> str:
@@ -52,7 +97,7 @@ def resolve_source(source: str, runs_dir: str | None = None) -> str:
 
 
 def load(source: str, device: str | None = None, trust_remote_code: bool = False,
-         runs_dir: str | None = None) -> Loaded:
+         runs_dir: str | None = None, label: str = "") -> Loaded:
     import torch
 
     from transformers.utils import logging as hf_logging
@@ -63,12 +108,14 @@ def load(source: str, device: str | None = None, trust_remote_code: bool = False
     hf_logging.disable_progress_bar()  # a per-tensor bar in a chat window is noise
 
     resolved = resolve_source(source, runs_dir)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device: this machine has no CUDA GPU; choose cpu")
     spec = ModelSpec(source="pretrained", name_or_path=resolved, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(spec)
     model = build_or_load(spec, tokenizer, None, device=device)
     model.eval()
-    return Loaded(model=model, tokenizer=tokenizer, source=resolved, device=device)
+    return Loaded(model=model, tokenizer=tokenizer, source=resolved, device=device, label=label or source)
 
 
 class ModelCache:
@@ -81,28 +128,36 @@ class ModelCache:
         self._items: OrderedDict[str, Loaded] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, source: str, **kwargs) -> Loaded:
+    def get(self, source: str, device: str | None = None, **kwargs) -> Loaded:
+        """The loaded model for `source`; loads it (on `device`) when missing, and moves
+        it when asked for another device. Loading happens under the lock: twenty visitors
+        asking at once still load one copy."""
         key = resolve_source(source, kwargs.get("runs_dir"))
         with self._lock:
-            if key in self._items:
+            if key in self._items and (device is None or self._items[key].device == device):
                 self._items.move_to_end(key)
                 return self._items[key]
-            loaded = load(source, **kwargs)
+            self._items.pop(key, None)
+            loaded = load(source, device=device, **kwargs)
             self._items[key] = loaded
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
             return loaded
 
-    def unload(self, source: str | None = None) -> None:
+    def unload(self, source: str | None = None, runs_dir: str | None = None) -> None:
         with self._lock:
             if source is None:
                 self._items.clear()
             else:
-                self._items.pop(resolve_source(source), None)
+                self._items.pop(resolve_source(source, runs_dir), None)
         _free_device_memory()
 
     def loaded(self) -> list[str]:
         return list(self._items)
+
+    def peek(self, source: str, runs_dir: str | None = None) -> Loaded | None:
+        """The loaded model for `source` without loading it."""
+        return self._items.get(resolve_source(source, runs_dir))
 
 
 def _free_device_memory() -> None:
@@ -144,6 +199,8 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
     from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
     settings = settings or GenerationSettings()
+    # our own event when none is given: closing this generator must stop generate()
+    stop_event = stop_event if stop_event is not None else threading.Event()
     tok = loaded.tokenizer
     prompt = build_prompt(tok, messages, settings)
     inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
@@ -151,7 +208,7 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kw):
-            return bool(stop_event and stop_event.is_set())
+            return stop_event.is_set()
 
     sample = settings.temperature > 0
     gen_kwargs = dict(
@@ -176,9 +233,16 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     text = ""
-    for piece in streamer:
-        text += piece
-        yield text
+    try:
+        for piece in streamer:
+            text += piece
+            yield text
+    finally:
+        # Reached on normal end, on an error, and on GeneratorExit when the consumer
+        # stops iterating (Stop button, closed tab): without this generate() would keep
+        # the model lock and a core busy until max_new_tokens. No join here: a closing
+        # consumer must not wait; the thread ends at its next token.
+        stop_event.set()
     thread.join()
     if errors:
         raise errors[0]
@@ -189,3 +253,85 @@ def reply(loaded: Loaded, prompt: str, settings: GenerationSettings | None = Non
     for out in stream_chat(loaded, [{"role": "user", "content": prompt}], settings):
         pass
     return out
+
+
+def compare(a: Loaded, b: Loaded, prompts: list[str], settings: GenerationSettings | None = None) -> list[list[str]]:
+    """[prompt, reply of a, reply of b] for each non-empty prompt (a small eval set)."""
+    rows = []
+    for prompt in (p.strip() for p in prompts):
+        if prompt:
+            rows.append([prompt, reply(a, prompt, settings), reply(b, prompt, settings)])
+    return rows
+
+
+# -- showing tool calls readably ---------------------------------------------------
+# The chat keeps what the model said verbatim (it goes back into the next prompt) but
+# shows function calls and results as pretty JSON. The verbatim text rides along in an
+# HTML comment the page does not render, so display -> model text is lossless.
+
+_RAW = re.compile(r"\n?<!--raw:([A-Za-z0-9+/=]*)-->\s*$")
+_CALL = re.compile(r"^\s*<(functioncall|tool_call)>\s*(.*?)\s*(?:</tool_call>)?\s*(?:<\|endoftext\|>)?\s*$", re.S)
+TOOL_PREFIX = "FUNCTION RESPONSE:"  # what a person types to send a tool result (Glaive's marker)
+
+
+def _loose_json(text: str):
+    """JSON, or Glaive's call where arguments is a single-quoted JSON string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    fixed = re.sub(r"'(\{.*?\})'", lambda m: json.dumps(m.group(1)), text, flags=re.S)
+    try:
+        value = json.loads(fixed)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and isinstance(value.get("arguments"), str):
+        try:
+            value["arguments"] = json.loads(value["arguments"])
+        except ValueError:
+            pass
+    return value
+
+
+def _pretty(value) -> str:
+    return "```json\n" + json.dumps(value, indent=2, ensure_ascii=False) + "\n```"
+
+
+def _with_raw(shown: str, raw: str) -> str:
+    return shown + "\n<!--raw:" + base64.b64encode(raw.encode()).decode() + "-->"
+
+
+def to_display(message: dict) -> dict:
+    """A chat message as the page shows it: tool calls and results as pretty JSON."""
+    role, content = message["role"], message.get("content") or ""
+    if role == "tool":
+        value = _loose_json(content)
+        shown = "**Function response**\n" + (_pretty(value) if value is not None else content)
+        return {"role": "user", "content": _with_raw(shown, TOOL_PREFIX + " " + content)}
+    match = _CALL.match(content) if role == "assistant" else None
+    if match:
+        value = _loose_json(match.group(2))
+        if value is not None:
+            name = value.get("name", "?") if isinstance(value, dict) else "?"
+            return {"role": role, "content": _with_raw(f"**Function call** `{name}`\n" + _pretty(value), content)}
+    return {"role": role, "content": content}
+
+
+def from_display(message: dict) -> dict:
+    """The message the model sees for one the page shows (inverse of to_display); a user
+    turn starting with FUNCTION RESPONSE: is a tool result."""
+    role, content = message["role"], _text(message.get("content"))
+    match = _RAW.search(content)
+    if match:
+        content = base64.b64decode(match.group(1)).decode()
+    if role == "user" and content.startswith(TOOL_PREFIX):
+        return {"role": "tool", "content": content[len(TOOL_PREFIX):].strip()}
+    return {"role": role, "content": content}
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # gradio may hand back [{"type": "text", "text": ...}]
+        return "".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
+    return "" if content is None else str(content)

@@ -40,26 +40,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--trust-remote-code", action="store_true", default=env("STUDIO_TRUST_REMOTE_CODE", "") == "1")
     p.add_argument("--concurrency", type=int, default=int(env("STUDIO_CONCURRENCY", "2")),
                    help="chat requests generated at once; the rest wait in the queue")
+    p.add_argument("--cache-size", type=int, default=int(env("STUDIO_CHAT_CACHE", "2")),
+                   help="models kept loaded for chat (least recently used unloaded first)")
+    p.add_argument("--max-upload", default=env("STUDIO_MAX_UPLOAD", "50mb"), help="largest file a person may upload")
     return p.parse_args(argv)
+
+
+def bind_host(host: str, auth, demo: bool, on_spaces: bool) -> tuple[str, str]:
+    """(host to bind, message for the person or ""). Without authentication only the
+    demo (chat with fixed models: nothing to train, no paths) may face the network."""
+    if on_spaces:
+        return "0.0.0.0", ""  # the Spaces proxy is the only way in
+    if host in LOCAL or auth or demo:
+        return host, ""
+    return "127.0.0.1", (f"Refusing to serve on {host} without authentication: anyone on the network could train "
+                         "and read files. Set --auth-file or STUDIO_USERNAME/STUDIO_PASSWORD (or use --demo). "
+                         "Serving on 127.0.0.1 only.")
+
+
+def launch_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments for Blocks.launch (tests launch with the same ones)."""
+    auth = load_auth(args.auth_file)
+    host, message = bind_host(args.host, auth, args.demo, bool(os.environ.get("SPACE_ID")))
+    if message:
+        print(message, file=sys.stderr)
+    return dict(server_name=host, server_port=args.port, share=args.share, auth=auth, show_error=True,
+                # the demo has no upload widget: refuse what reaches /upload anyway
+                max_file_size=1 if args.demo else args.max_upload,
+                max_threads=max(8, 4 * args.concurrency))
+
+
+def build(args: argparse.Namespace):
+    from studio.ui.app import AppSettings, build_app
+
+    if args.demo and not args.demo_model:
+        raise SystemExit("--demo: name the model(s) to serve with --demo-model RUN_OR_FOLDER (or STUDIO_DEMO_MODELS)")
+    demo = build_app(AppSettings(runs_dir=args.runs_dir, demo=args.demo, demo_models=tuple(args.demo_model),
+                                 trust_remote_code=args.trust_remote_code, chat_cache_size=args.cache_size))
+    # Generation runs at most `concurrency` at once; up to 64 more wait their turn,
+    # beyond that visitors are told the queue is full instead of piling up memory.
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    return demo
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    auth = load_auth(args.auth_file)
-    on_spaces = bool(os.environ.get("SPACE_ID"))
-    host = args.host
-    if host not in LOCAL and not auth and not on_spaces:
-        print(f"Refusing to serve on {host} without authentication: anyone on the network could train "
-              "and read files. Set --auth-file or STUDIO_USERNAME/STUDIO_PASSWORD. Serving on 127.0.0.1.",
+    options = launch_options(args)
+    if args.demo:
+        print(f"Demo mode: chat only with {', '.join(args.demo_model) or 'no model'}; no training, paths or uploads.",
               file=sys.stderr)
-        host = "127.0.0.1"
-    if on_spaces:
-        host = "0.0.0.0"  # the Spaces proxy is the only way in
-    from studio.ui.app import CSS, AppSettings, build_app
+    from studio.ui.app import CSS
 
-    demo = build_app(AppSettings(runs_dir=args.runs_dir, demo=args.demo, demo_models=tuple(args.demo_model),
-                                 trust_remote_code=args.trust_remote_code))
-    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=host, server_port=args.port, share=args.share, auth=auth, css=CSS,
-                max_file_size="50mb", show_error=True)
+    build(args).launch(css=CSS, **options)
     return 0

@@ -1,11 +1,23 @@
 """Chat tab: talk to a run's model, with a second model (the base, or another run)
-side by side. Models load lazily in this process (inference imports torch only then)."""
+side by side; a prompt set against both; export. Models load lazily in this process
+(inference imports torch only then).
+
+In demo mode only the configured models are served and every handler checks that on
+the server (a request can name any source, whatever the page shows); no load, unload,
+device or export events exist at all."""
 from __future__ import annotations
+
+import re
+from contextlib import closing
 
 import gradio as gr
 
 from studio import jobs
-from studio.inference import GenerationSettings, ModelCache, stream_chat
+from studio.inference import (GenerationSettings, ModelCache, compare, device_conflict, from_display,
+                              stream_chat, to_display)
+
+DEVICES = ["auto", "cpu", "cuda"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}$")
 
 
 def model_choices(runs_dir) -> list[str]:
@@ -18,98 +30,209 @@ def settings_from(system, temperature, top_p, top_k, max_new, rep) -> Generation
                               system_prompt=system or "")
 
 
-def make_handlers(cache: ModelCache, runs_dir, trust_remote_code: bool, allow_paths: bool = True):
-    def _check(source: str) -> str:
-        source = (source or "").strip()
+class Handlers:
+    """The server side of the tab. `allowed` (demo mode) is the only sources served."""
+
+    def __init__(self, cache: ModelCache, runs_dir, trust_remote_code: bool, allowed: tuple[str, ...] | None = None):
+        self.cache, self.runs_dir, self.trust, self.allowed = cache, runs_dir, trust_remote_code, allowed
+
+    def check(self, source) -> str:
+        source = (source or "").strip() if isinstance(source, str) else ""
         if not source:
             raise gr.Error("Choose a run or type a model folder / hub id first.")
-        if not allow_paths and source not in model_choices(runs_dir) and source not in cache.loaded():
-            raise gr.Error("This studio only serves its configured models.")
+        if self.allowed is not None and source not in self.allowed:
+            raise gr.Error("This demo only serves its configured models.")
         return source
 
-    def load(source):
-        source = _check(source)
+    def get(self, source, device=None):
+        source = self.check(source)
         try:
-            loaded = cache.get(source, trust_remote_code=trust_remote_code, runs_dir=runs_dir)
+            return self.cache.get(source, device=device, trust_remote_code=self.trust, runs_dir=self.runs_dir,
+                                  label=source)
         except Exception as exc:  # noqa: BLE001 - shown to the person, nothing else breaks
             raise gr.Error(f"Could not load {source}: {exc}") from None
-        return f"Loaded: {loaded.describe()}"
 
-    def unload(source):
-        cache.unload(source or None)
-        return "Unloaded." if source else "All models unloaded."
+    def loaded_summary(self) -> str:
+        items = [self.cache.peek(k) for k in self.cache.loaded()]
+        lines = [f"- {x.describe(show_path=self.allowed is None)}" for x in items if x is not None]
+        return "**Loaded:**\n" + "\n".join(lines) if lines else "No model loaded."
 
-    def respond(source, history, message, system, temperature, top_p, top_k, max_new, rep):
-        """Stream a reply into `history` (messages format)."""
+    # -- load / unload (not in demo mode) ------------------------------------------
+    def load(self, source, device, force=False):
+        """(status, confirm row visibility). Asks first when a run trains on that GPU."""
+        device = None if device in (None, "", "auto") else device
+        from studio.inference import default_device
+
+        target = device or default_device()
+        warning = "" if force else device_conflict(target, self.runs_dir)
+        if warning:
+            return f"⚠️ {warning}", gr.update(visible=True), self.loaded_summary()
+        loaded = self.get(source, target)
+        return f"Loaded: {loaded.describe()}", gr.update(visible=False), self.loaded_summary()
+
+    def load_cpu(self, source, _device):
+        return self.load(source, "cpu", force=True)
+
+    def load_anyway(self, source, device):
+        return self.load(source, device, force=True)
+
+    def unload(self, source):
+        self.cache.unload(source or None, self.runs_dir)
+        return ("Unloaded." if source else "All models unloaded."), self.loaded_summary()
+
+    # -- chat ------------------------------------------------------------------------
+    def respond(self, source, history, message, system, temperature, top_p, top_k, max_new, rep):
+        """Stream a reply to `message` into `history` (messages format)."""
+        history = list(history or [])
+        if not source:  # the comparison column is optional
+            yield history
+            return
+        message = (message or "").strip()
+        if not message:
+            raise gr.Error("Type a message first.")
+        history.append(to_display(from_display({"role": "user", "content": message})))
+        yield from self._generate(source, history, system, temperature, top_p, top_k, max_new, rep)
+
+    def regenerate(self, source, history, system, temperature, top_p, top_k, max_new, rep):
+        """Drop the last reply and generate it again."""
+        history = list(history or [])
         if not source:
             yield history
             return
-        source = _check(source)
-        loaded = cache.get(source, trust_remote_code=trust_remote_code, runs_dir=runs_dir)
-        history = list(history or []) + [{"role": "user", "content": message},
-                                          {"role": "assistant", "content": ""}]
-        msgs = [{"role": m["role"], "content": _text(m["content"])} for m in history[:-1]]
+        while history and history[-1]["role"] == "assistant":
+            history.pop()
+        if not history:
+            raise gr.Error("Nothing to regenerate yet.")
+        yield from self._generate(source, history, system, temperature, top_p, top_k, max_new, rep)
+
+    def _generate(self, source, history, system, temperature, top_p, top_k, max_new, rep):
+        loaded = self.get(source)
+        msgs = [from_display(m) for m in history]
         settings = settings_from(system, temperature, top_p, top_k, max_new, rep)
-        for text in stream_chat(loaded, msgs, settings):
-            history[-1] = {"role": "assistant", "content": text}
-            yield history
+        history = history + [{"role": "assistant", "content": ""}]
+        # closing(): when gradio closes this generator (Stop), stream_chat's finally runs
+        # now and stops generate(), instead of whenever the garbage collector gets to it.
+        with closing(stream_chat(loaded, msgs, settings)) as replies:
+            for text in replies:
+                history[-1] = {"role": "assistant", "content": text}
+                yield history
+        history[-1] = to_display({"role": "assistant", "content": history[-1]["content"]})
         yield history
 
-    return load, unload, respond
+    def run_prompt_set(self, source_a, source_b, prompts, system, temperature, top_p, top_k, max_new, rep):
+        if not source_b:
+            raise gr.Error("Choose a second model to compare with.")
+        lines = [p for p in (prompts or "").splitlines() if p.strip()][:50]
+        if not lines:
+            raise gr.Error("Prompt set: write one prompt per line.")
+        settings = settings_from(system, temperature, top_p, top_k, max_new, rep)
+        return compare(self.get(source_a), self.get(source_b), lines, settings)
+
+    # -- export ------------------------------------------------------------------------
+    def export(self, source, name, merge, repo, gguf):
+        from studio import export
+
+        source = self.check(source)
+        name = (name or "").strip()
+        if not name or not _NAME.match(name):
+            raise gr.Error("Export folder name: letters, digits, '.', '_', '-' (it is written under runs/exports/).")
+        out = jobs.runs_root(self.runs_dir) / "exports" / name  # confined: never an arbitrary path
+        try:
+            lines = export.export(source, out, merge_adapter=bool(merge), push_to=(repo or "").strip() or None,
+                                  gguf=gguf if gguf and gguf != "none" else None, runs_dir=self.runs_dir)
+        except export.ExportError as exc:
+            raise gr.Error(str(exc)) from None
+        return "\n".join(f"- {line}" for line in lines)
 
 
-def _text(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # gradio may hand back [{"type": "text", "text": ...}]
-        return "".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
-    return str(content)
+def _column(label: str, suffix: str, choices, demo_only: bool):
+    picked = gr.Dropdown(choices=choices, value=(choices[0] if choices and not suffix else None),
+                         allow_custom_value=not demo_only, label=label, elem_id=f"chat-model{suffix}")
+    widgets = {"model": picked}
+    if not demo_only:
+        with gr.Row():
+            widgets["device"] = gr.Radio(DEVICES, value="auto", label="device", elem_id=f"chat-device{suffix}")
+            widgets["load"] = gr.Button("Load", elem_id=f"chat-load{suffix}")
+        with gr.Row(visible=False) as confirm:
+            widgets["cpu"] = gr.Button("Load on CPU instead", elem_id=f"chat-load-cpu{suffix}")
+            widgets["anyway"] = gr.Button("Load on the GPU anyway", variant="stop", elem_id=f"chat-load-anyway{suffix}")
+        widgets["confirm"] = confirm
+    widgets["status"] = gr.Markdown("", elem_id=f"chat-status{suffix}")
+    widgets["bot"] = gr.Chatbot(elem_id=f"chatbot{suffix}", height=360, label=label.split(" (")[0],
+                                buttons=["copy", "copy_all"])
+    return widgets
 
 
 def build(cache: ModelCache, settings, demo_only: bool) -> list:
     """The Chat tab; returns the two model pickers (refreshed when the tab opens)."""
     runs_dir = settings.runs_dir
     choices = list(settings.demo_models) if demo_only else model_choices(runs_dir)
-    load, unload, respond = make_handlers(cache, runs_dir, settings.trust_remote_code,
-                                                   allow_paths=not demo_only)
+    h = Handlers(cache, runs_dir, settings.trust_remote_code, tuple(settings.demo_models) if demo_only else None)
+    private = "private"
     with gr.Row():
         with gr.Column():
-            model_a = gr.Dropdown(choices=choices, value=choices[0] if choices else None,
-                                  allow_custom_value=not demo_only, label="Model (run or folder)",
-                                  elem_id="chat-model")
-            load_a = gr.Button("Load", elem_id="chat-load")
-            status_a = gr.Markdown("", elem_id="chat-status")
-            bot_a = gr.Chatbot(elem_id="chatbot", height=360, label="Model")
+            a = _column("Model (run, folder or hub id)", "", choices, demo_only)
         with gr.Column():
-            model_b = gr.Dropdown(choices=choices, value=None, allow_custom_value=not demo_only,
-                                  label="Compare with (base or another run; optional)", elem_id="chat-model-b")
-            load_b = gr.Button("Load", elem_id="chat-load-b")
-            status_b = gr.Markdown("", elem_id="chat-status-b")
-            bot_b = gr.Chatbot(elem_id="chatbot-b", height=360, label="Comparison")
-    msg = gr.Textbox(label="Message", elem_id="chat-input", placeholder="Ask something…")
+            b = _column("Compare with (base or another run; optional)", "-b", choices, demo_only)
+    msg = gr.Textbox(label="Message", elem_id="chat-input",
+                     placeholder="Ask something… (start with FUNCTION RESPONSE: to send a tool result)")
     with gr.Row():
         send = gr.Button("Send", variant="primary", elem_id="chat-send")
         stop = gr.Button("Stop", elem_id="chat-stop")
+        regen = gr.Button("Regenerate", elem_id="chat-regenerate")
         clear = gr.Button("Clear", elem_id="chat-clear")
-        unload_btn = gr.Button("Unload models", visible=not demo_only)
     with gr.Accordion("Generation settings", open=False):
-        system = gr.Textbox(label="system prompt")
+        system = gr.Textbox(label="system prompt", elem_id="chat-system")
         with gr.Row():
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature")
+            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="temperature (0 = greedy)",
+                                    elem_id="chat-temperature")
             top_p = gr.Slider(0.05, 1, value=0.9, step=0.05, label="top_p")
             top_k = gr.Number(0, precision=0, label="top_k (0 = off)")
-            max_new = gr.Slider(1, 2048, value=256, step=1, label="max_new_tokens")
+            max_new = gr.Slider(1, 2048, value=256, step=1, label="max_new_tokens", elem_id="chat-max-new")
             rep = gr.Slider(1.0, 2.0, value=1.0, step=0.05, label="repetition penalty")
     gen = [system, temperature, top_p, top_k, max_new, rep]
-    load_a.click(load, model_a, status_a, api_visibility="private" if demo_only else "public")
-    load_b.click(load, model_b, status_b, api_visibility="private" if demo_only else "public")
-    unload_btn.click(unload, model_a, status_a, api_visibility="private")
-    ev_a = send.click(respond, [model_a, bot_a, msg] + gen, bot_a, api_name="chat")
-    ev_b = send.click(respond, [model_b, bot_b, msg] + gen, bot_b, api_name="chat_compare")
-    ev_c = msg.submit(respond, [model_a, bot_a, msg] + gen, bot_a, api_visibility="private")
-    ev_d = msg.submit(respond, [model_b, bot_b, msg] + gen, bot_b, api_visibility="private")
-    for ev in (ev_a, ev_c):
-        ev.then(lambda: "", None, msg, api_visibility="private")
-    stop.click(None, None, None, cancels=[ev_a, ev_b, ev_c, ev_d], api_visibility="private")
-    clear.click(lambda: ([], []), None, [bot_a, bot_b], api_visibility="private")
-    return [model_a, model_b]
+
+    ev = []
+    for side, api in ((a, "chat"), (b, "chat_compare")):
+        ev.append(send.click(h.respond, [side["model"], side["bot"], msg] + gen, side["bot"], api_name=api))
+        ev.append(msg.submit(h.respond, [side["model"], side["bot"], msg] + gen, side["bot"],
+                             api_visibility=private))
+        ev.append(regen.click(h.regenerate, [side["model"], side["bot"]] + gen, side["bot"],
+                              api_visibility=private))
+    for e in ev[:2]:
+        e.then(lambda: "", None, msg, api_visibility=private)
+    stop.click(None, None, None, cancels=ev, api_visibility=private)
+    clear.click(lambda: ([], []), None, [a["bot"], b["bot"]], api_visibility=private)
+
+    if demo_only:
+        return [a["model"], b["model"]]
+
+    loaded_md = gr.Markdown(h.loaded_summary(), elem_id="chat-loaded")
+    unload_btn = gr.Button("Unload all models", elem_id="chat-unload")
+    for side in (a, b):
+        io = dict(inputs=[side["model"], side["device"]], outputs=[side["status"], side["confirm"], loaded_md],
+                  api_visibility=private)
+        side["load"].click(h.load, **io)
+        side["cpu"].click(h.load_cpu, **io)
+        side["anyway"].click(h.load_anyway, **io)
+    unload_btn.click(lambda: h.unload(None), None, [a["status"], loaded_md], api_visibility=private)
+
+    with gr.Accordion("Prompt set: both models, one prompt per line", open=False):
+        prompts = gr.Textbox(lines=5, label="prompts", elem_id="chat-prompts")
+        run_set = gr.Button("Run against both", elem_id="chat-run-set")
+        table = gr.Dataframe(headers=["prompt", "model", "comparison"], elem_id="chat-table", wrap=True)
+    run_set.click(h.run_prompt_set, [a["model"], b["model"], prompts] + gen, table, api_visibility=private)
+
+    from studio.export import GGUF_TYPES, gguf_status
+
+    with gr.Accordion("Export the model on the left", open=False):
+        gr.Markdown(gguf_status())
+        with gr.Row():
+            out_name = gr.Textbox(label="folder name (under runs/exports/)", elem_id="export-name")
+            merge = gr.Checkbox(True, label="merge the adapter into the base")
+            repo = gr.Textbox(label="push to hub repository (user/name; needs HF_TOKEN)", elem_id="export-repo")
+            gguf = gr.Dropdown(["none", *GGUF_TYPES], value="none", label="GGUF")
+        export_btn = gr.Button("Export", elem_id="export-run")
+        export_out = gr.Markdown("", elem_id="export-status")
+    export_btn.click(h.export, [a["model"], out_name, merge, repo, gguf], export_out, api_visibility=private)
+    return [a["model"], b["model"]]
