@@ -26,7 +26,7 @@ from typing import NamedTuple
 from studio.advisor_checks import METHOD_FOR_KIND, AdviceWarning, check_choice  # noqa: F401 - public here
 from studio.advisor_inputs import (  # noqa: F401 - public here
     GIB, _kind_by_columns, _params_from_name, _sample_rows, detect_data_kind, detect_device_memory,
-    guess_model_is_base, infer_answers, resolve_model)
+    guess_model_is_base, infer_answers, kind_of_sources, resolve_model)
 from studio.advisor_recipe import SIZES_FILE, apply_recipe, load_sizes, recipe, size_bucket  # noqa: F401 - public here
 from studio.methods import REGISTRY
 from studio.methods import table as _registry_table

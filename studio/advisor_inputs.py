@@ -201,3 +201,46 @@ def resolve_model(text: str):
     if text in presets.list_presets("recipes") and text != "sizes":
         return presets.load_run(text).model
     return ModelSpec(source="pretrained", name_or_path=text)
+
+
+MAX_SOURCES_SAMPLED = 8  # a blend of many files: the first few tell the kind well enough
+
+
+def kind_of_sources(sources) -> tuple[str | None, int | None, str]:
+    """(data kind, rows, how it was decided) for a DataSpec's sources, the way the Method
+    tab fills its data question. Only local files inside the allowed data roots are read;
+    a hub dataset or a mix of kinds is said so, and the kind left for the person to pick."""
+    kinds, rows, notes = [], 0, []
+    for source in list(sources)[:MAX_SOURCES_SAMPLED]:
+        if source.kind != "file":
+            notes.append(f"{source.path}: a hub dataset is not sampled here")
+            continue
+        try:
+            from studio.data import resolve_path
+
+            path = resolve_path(source.path)
+        except ImportError:
+            path = Path(source.path)
+        except (SpecError, ValueError) as exc:  # DataError: outside the roots, missing
+            notes.append(str(exc))
+            continue
+        if path.is_dir():
+            notes.append(f"{source.path}: a folder is not sampled here")
+            continue
+        try:
+            kind, count, how = detect_data_kind(path)
+        except (OSError, SpecError, ValueError) as exc:
+            notes.append(f"{source.path}: {exc}")
+            continue
+        if kind in (None, "unknown"):
+            notes.append(f"{source.path}: {how}")
+            continue
+        kinds.append(kind)
+        rows += count or 0
+        notes.append(f"{source.path}: {kind} ({how})")
+    distinct = list(dict.fromkeys(kinds))
+    if len(distinct) > 1:
+        notes.append(f"the sources hold different kinds ({', '.join(distinct)}): the first one is assumed")
+    if not distinct:
+        return None, None, "; ".join(notes) or "no data sources"
+    return distinct[0], rows or None, "; ".join(notes)

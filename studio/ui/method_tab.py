@@ -1,8 +1,18 @@
-"""Method tab: the method, its parameter regime and its knobs."""
+"""Method tab: the method, its parameter regime and its knobs; the advisor that picks them
+(its questions, the flowchart with the path taken, a reason per step, "use this"); a
+warning line when the chosen method and the data disagree; the registry's comparison table.
+
+Every decision is studio.advisor's; this module only turns widgets into Answers and
+Advice into widgets. The advisor's own widgets are found again in `wire` by elem_id,
+so nothing about one app is kept at module level."""
 from __future__ import annotations
+
+import html
 
 import gradio as gr
 
+from studio import advisor, flowchart
+from studio.spec import RunSpec, SpecError
 from studio.ui import form
 
 MAIN = ["method.name", "method.regime"]
@@ -16,10 +26,136 @@ ONLINE = ["method.reward", "method.group_size", "method.temperature", "method.to
 DISTILL = ["method.teacher", "method.distill_temperature", "method.distill_alpha"]
 PATHS = MAIN + ADAPTER + PREFERENCE + ONLINE + DISTILL
 
+# the advisor's questions shown as pickers (Answers fields), then the device memory in GB
+ASKED = ("goal", "data_kind", "wants", "has_reward_model", "checkable", "model_is_base", "from_scratch")
+MEMORY = "device_memory_bytes"
+INFERRED = ("data_kind", "model_is_base", "from_scratch", "has_reward_model")  # re-read when other tabs change
+UNSURE, YES, NO = "auto", "yes", "no"
+ELEM = {"chart": "advisor-chart", "advice": "advisor-advice", "use": "advisor-use", "note": "advisor-inferred",
+        "used": "advisor-used", "check": "method-check", "fix": "method-fix", "table": "method-table"}
+# what the other tabs' fields tell the advisor: re-infer and re-advise when they change
+INFER_TRIGGERS = ("data.sources", "model.source", "model.name_or_path", "method.reward")
+ADVICE_TRIGGERS = ("model.d_model", "model.n_layers", "model.d_ff", "model.vocab_size", "model.max_seq_len",
+                   "model.n_heads", "model.n_kv_heads", "model.tie_embeddings")
+TABLE_COLUMNS = [("name", "method"), ("type", "type"), ("use_case", "use case"), ("memory", "memory"),
+                 ("speed", "speed"), ("data", "data needed"), ("typical_lr", "typical LR"), ("regimes", "regimes")]
+
+
+def elem_id(name: str) -> str:
+    return ELEM.get(name) or f"advisor-{name.replace('_', '-')}"
+
+
+def to_widget(value) -> str:
+    return UNSURE if value is None else (YES if value is True else NO if value is False else str(value))
+
+
+def from_widget(value):
+    if value in (None, "", UNSURE):
+        return None
+    return {YES: True, NO: False}.get(value, value)
+
+
+# -- widgets -> answers -> advice ---------------------------------------------------------
+
+
+def inferred(spec: RunSpec, device_gb: float | None) -> tuple[advisor.Answers, str]:
+    """What the studio answers itself for this spec, and a line saying where each came from."""
+    kind, rows, how = advisor.kind_of_sources(spec.data.sources)
+    answers = advisor.infer_answers(spec, kind, device_memory_gb=device_gb)
+    answers.data_rows = rows
+    base_why = advisor.guess_model_is_base(spec.model)[1]
+    size = f"{answers.model_size_params / 1e6:,.1f}M parameters" if answers.model_size_params else "size unknown"
+    note = (f"Filled in from the other tabs: data kind **{kind or 'not detected'}**"
+            f"{f' ({rows:,} rows)' if rows else ''} — {how}; model: {base_why}; {size}.")
+    return answers, note
+
+
+def answers_from(spec: RunSpec, picks: dict, device_gb: float | None) -> advisor.Answers:
+    """The spec's inferred answers (memory, size, rows) overridden by the person's picks."""
+    answers, _ = inferred(spec, device_gb)
+    for name, value in picks.items():
+        setattr(answers, name, from_widget(value))
+    return answers
+
+
+def advice_markdown(advice: advisor.Advice) -> str:
+    r = advice.runner_up
+    lines = [f"### Recommended: {html.escape(advisor.REGISTRY[advice.method].title)} with "
+             f"{advisor.REGIME_NAMES[advice.regime]}",
+             f"Size class **{advice.size_bucket}**; the path through the chart:", ""]
+    for i, step in enumerate(advice.path, 1):
+        node = advisor.NODES[step.node_id]
+        head = (f"{node.label} → {advisor.child(node.id, step.choice).choice_label}"
+                if node.kind == "question" else f"**{node.label}**")
+        lines.append(f"{i}. {head} — {step.reason}")
+    regime_alt, regime_why = advice.regime_runner_up
+    lines += ["", f"- **Runner-up:** {advisor.REGISTRY[r.method].title} with {advisor.REGIME_NAMES[r.regime]} — {r.why}.",
+              f"- **Other regime:** {advisor.REGIME_NAMES[regime_alt]} — {regime_why}."]
+    lines += warnings_markdown(advice.warnings)
+    lines += ["", "**Use this sets:** " + ", ".join(f"`{k}={v}`" for k, v in advice.recipe.items())]
+    return "\n".join(lines)
+
+
+def warnings_markdown(warnings) -> list[str]:
+    icon = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
+    return [f"\n{icon.get(w.level, '⚠️')} {w.message} **Fix:** {w.fix}" for w in warnings]
+
+
+def render(answers: advisor.Answers) -> tuple[str, str, advisor.Advice | None]:
+    """(chart HTML, advice markdown, advice); a bad answer shows its message instead."""
+    try:
+        advice = advisor.advise(answers)
+    except SpecError as exc:
+        return flowchart.svg(None, theme="auto"), f"⛔ `{exc.field}`: {exc.fix}", None
+    return flowchart.svg(advice, theme="auto"), advice_markdown(advice), advice
+
+
+def check_line(method: str, kind: str | None, reward) -> tuple[str, dict]:
+    """The line under the method picker, and the fields its one-click fix sets ({} if none)."""
+    found = advisor.check_choice(method, kind, reward)
+    shown = [w for w in found if w.level != "info"] or found
+    if not shown:
+        return "", {}
+    fix = next((w.apply for w in shown if w.apply), {})
+    return "".join(warnings_markdown(shown)).strip(), fix
+
+
+def comparison_rows() -> tuple[list[str], list[list]]:
+    rows = []
+    for card in advisor.method_table():
+        row = []
+        for key, _ in TABLE_COLUMNS:
+            value = card[key]
+            row.append(", ".join(value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float)
+                       else value)
+        rows.append(row)
+    return [label for _, label in TABLE_COLUMNS], rows
+
+
+# -- building the tab -----------------------------------------------------------------------
+
+
+def _picker(q: advisor.Question, value) -> gr.Dropdown:
+    choices = [(label, to_widget(v)) for v, label in q.choices]
+    return gr.Dropdown(choices=choices, value=to_widget(value), label=q.text, info=q.help,
+                       elem_id=elem_id(q.field), interactive=True)
+
+
+def device_memory() -> tuple[float | None, str]:
+    found, what = advisor.detect_device_memory()
+    return (round(found / advisor.GIB, 1) if found else None), what
+
 
 def build(spec) -> dict:
+    gb, where = device_memory()
+    answers, note = inferred(spec, gb)
+    chart, text, _ = render(answers)
     with gr.Row():
         fields = form.widgets(spec, MAIN)
+    line, fix = check_line(spec.method.name, answers.data_kind, spec.method.reward)
+    with gr.Row():
+        gr.Markdown(line, elem_id=elem_id("check"))
+        gr.Button("Apply the fix", elem_id=elem_id("fix"), visible=bool(fix), size="sm", scale=0)
     with gr.Accordion("Parameter regime (adapters, freezing, quantisation)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, ADAPTER))
@@ -32,4 +168,113 @@ def build(spec) -> dict:
     with gr.Accordion("Distillation", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, DISTILL))
+    with gr.Accordion("Advisor: which method and regime?", open=True):
+        gr.Markdown(note, elem_id=elem_id("note"))
+        by_field = {q.field: q for q in advisor.questions()}
+        with gr.Row():
+            for name in ASKED[:3]:
+                _picker(by_field[name], getattr(answers, name))
+        with gr.Row():
+            for name in ASKED[3:]:
+                _picker(by_field[name], getattr(answers, name))
+            gr.Number(value=gb, label="Device memory (GB)", elem_id=elem_id(MEMORY),
+                      info=f"Detected: {where}. Enter a target GPU's memory to plan for it.")
+        gr.HTML(chart, elem_id=elem_id("chart"))
+        gr.Markdown(text, elem_id=elem_id("advice"))
+        with gr.Row():
+            gr.Button("Use this", variant="primary", elem_id=elem_id("use"), scale=0)
+            gr.Markdown("", elem_id=elem_id("used"))
+    with gr.Accordion("Compare methods", open=False):
+        headers, rows = comparison_rows()
+        gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True, elem_id=elem_id("table"))
     return fields
+
+
+# -- events across tabs ---------------------------------------------------------------------
+
+
+def _find(demo: gr.Blocks, elem: str):
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem)
+
+
+def wire(demo: gr.Blocks, fields: dict, settings) -> None:
+    """Advice from the questions and every tab's fields; "use this" and the fix fill fields."""
+    paths, comps = list(fields), list(fields.values())
+    asked = [_find(demo, elem_id(name)) for name in ASKED]
+    memory = _find(demo, elem_id(MEMORY))
+    chart, text, note = _find(demo, elem_id("chart")), _find(demo, elem_id("advice")), _find(demo, elem_id("note"))
+    check, fix_btn, used = _find(demo, elem_id("check")), _find(demo, elem_id("fix")), _find(demo, elem_id("used"))
+    n = len(ASKED)
+
+    def read(values) -> tuple[RunSpec, dict, float | None]:
+        picks = dict(zip(ASKED, values[:n]))
+        gb = values[n] or None
+        spec = form.spec_from_values(paths, values[n + 1:])
+        return spec, picks, gb
+
+    def on_answers(*values):
+        try:
+            spec, picks, gb = read(values)
+        except SpecError as exc:
+            return gr.update(), f"⛔ Fix `{exc.field}` first: {exc.fix}"
+        except (ValueError, TypeError) as exc:  # an unreadable field elsewhere: the Train tab names it
+            return gr.update(), f"⛔ The form cannot be read yet: {exc}"
+        chart_html, markdown, _ = render(answers_from(spec, picks, gb))
+        return chart_html, markdown
+
+    inputs = asked + [memory] + comps
+    triggers = [c.change for c in asked] + [memory.change] + [
+        fields[p].change for p in ADVICE_TRIGGERS if p in fields]
+    gr.on(triggers, on_answers, inputs, [chart, text], show_progress="hidden", api_visibility="private")
+
+    def on_other_tabs(*values):
+        """The data, model or reward changed: answer the inferred questions again."""
+        try:
+            spec, _, gb = read((None,) * n + values)
+        except (SpecError, ValueError, TypeError):
+            return [gr.update()] * (len(INFERRED) + 1)
+        answers, line = inferred(spec, gb)
+        return [gr.update(value=to_widget(getattr(answers, name))) for name in INFERRED] + [line]
+
+    inferred_outputs = [asked[ASKED.index(name)] for name in INFERRED] + [note]
+    gr.on([fields[p].change for p in INFER_TRIGGERS if p in fields], on_other_tabs, [memory] + comps,
+          inferred_outputs, show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+
+    kind_box = asked[ASKED.index("data_kind")]
+
+    def on_choice(method, kind, reward):
+        line, fix = check_line(method, from_widget(kind), reward)
+        return line, gr.update(visible=bool(fix))
+
+    gr.on([fields["method.name"].change, fields["method.reward"].change, kind_box.change], on_choice,
+          [fields["method.name"], kind_box, fields["method.reward"]], [check, fix_btn],
+          show_progress="hidden", api_visibility="private")
+
+    def fill(spec: RunSpec, values: dict) -> list:
+        """Updates that set `values` (spec path -> value) and leave every other field alone."""
+        new = advisor.apply_recipe(spec, values)
+        return [form.updates_for(new, [p])[0] if p in values else gr.update() for p in paths]
+
+    def on_fix(kind, *values):
+        try:
+            spec = form.spec_from_values(paths, values)
+        except SpecError as exc:
+            raise gr.Error(f"{exc.field}: {exc.fix}") from None
+        _, fix = check_line(spec.method.name, from_widget(kind), spec.method.reward)
+        return fill(spec, fix)
+
+    fix_btn.click(on_fix, [kind_box] + comps, comps, api_visibility="private")
+
+    def on_use(*values):
+        try:
+            spec, picks, gb = read(values)
+            advice = advisor.advise(answers_from(spec, picks, gb))
+            updates = fill(spec, advice.recipe)
+        except SpecError as exc:
+            raise gr.Error(f"{exc.field}: {exc.fix}") from None
+        shown = ", ".join(f"{k}={v}" for k, v in advice.recipe.items() if k.startswith(("method.", "train.")))
+        done = (f"✅ Filled the Method and Train tabs for **{advice.method}** with **{advice.regime}**: "
+                f"`{shown}`")
+        return [*updates, done]
+
+    _find(demo, elem_id("use")).click(on_use, inputs, comps + [used], api_visibility="private")
