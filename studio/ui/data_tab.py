@@ -61,8 +61,8 @@ def source_line_numbers(text: str) -> list[int]:
 def source_choices(text: str) -> list[tuple[str, int]]:
     """(label, index) per source for the picker; readable even when a line is not."""
     lines = (text or "").splitlines()
-    return [(f"{k + 1} · {_split_comment(lines[i])[0].split('|')[0].strip()}", k)
-            for k, i in enumerate(source_line_numbers(text))]
+    names = [_split_comment(lines[i])[0].split("|")[0].strip() for i in source_line_numbers(text)]
+    return [(f"{k + 1} · {Path(name).name if Path(name).suffix else name}", k) for k, name in enumerate(names)]
 
 
 def set_line_format(text: str, index: int, fmt: str) -> str:
@@ -175,7 +175,7 @@ def _error_md(exc: Exception, sources=None) -> str:
     return f"⚠️ **{where}**: {message}"
 
 
-def inspect_markdown(info: dict) -> str:
+def inspect_markdown(info: dict, override: str = "auto") -> str:
     from studio.data import FORMATS
 
     lines = [f"**`{info['path']}`**"]
@@ -184,9 +184,10 @@ def inspect_markdown(info: dict) -> str:
                      "Pick the format below, or fix the file.")
     else:
         fmt = info["format"]
-        how = "set by hand" if info.get("detected") and info["detected"] != fmt else "detected"
-        if how == "set by hand":
-            how += f" (detection said {info['detected']})"
+        how = "detected"
+        if override not in ("auto", "", None):
+            said = info.get("detected")
+            how = "set by hand" + (f"; detection says {said}" if said and said != fmt else ", as detected")
         lines.append(f"- format: **{fmt}** — {FORMATS[fmt].title} ({how}) → {info['kind']} rows")
     rows = info.get("rows")
     rows_text = "streamed (first rows looked at)" if info.get("streamed") else f"{rows}"
@@ -199,8 +200,9 @@ def inspect_markdown(info: dict) -> str:
         lines.append("- bad rows: " + "; ".join(f"{r} ({n})" for r, n in info["reasons"].items()))
         lines.append("  - e.g. " + "; ".join(f"line {e['line']}: {e['reason']}" for e in info.get("examples", [])[:3]))
     if info.get("example"):
-        example = json.dumps(info["example"], ensure_ascii=False, indent=1, default=str)
-        lines.append("\none normalised example:\n```json\n" + _clip(example, 1500) + "\n```")
+        example = "\n".join(f"{k}: {_clip(json.dumps(v, ensure_ascii=False, default=str), 400)}"
+                            for k, v in info["example"].items())
+        lines.append("\none normalised example:\n```text\n" + example + "\n```")
     return "\n".join(lines)
 
 
@@ -216,7 +218,8 @@ def inspect_at(text: str, index) -> tuple[str, str]:
         return "Pick a source to see its format, rows and bad rows.", "auto"
     index = int(index)
     try:
-        return inspect_markdown(inspect_source(sources[index], index)), sources[index].format or "auto"
+        info = inspect_source(sources[index], index)
+        return inspect_markdown(info, sources[index].format), sources[index].format or "auto"
     except (DataError, OSError, ValueError) as exc:
         return _error_md(exc, sources), sources[index].format or "auto"
 
@@ -287,7 +290,7 @@ def sources_markdown(result: dict) -> str:
     for s in result["sources"]:
         ln = s["lengths"]
         bad = f"{s['bad']}" + (f" ({_clip(next(iter(s['reasons'])), 40)}…)" if s["reasons"] else "")
-        rows.append(f"| {s['index'] + 1} | `{_clip(s['path'], 48)}` | {s['format']} → {s['kind']} "
+        rows.append(f"| {s['index'] + 1} | `{_clip(Path(s['path']).name or s['path'], 48)}` | {s['format']} → {s['kind']} "
                     f"| {s['train_rows'] if s['train_rows'] is not None else 'streamed'} | {bad} "
                     f"| {100 * s['requested']:.1f}% | {100 * s['achieved']:.1f}% "
                     f"| {ln['mean']} / {ln['p50']} / {ln['p90']} / {ln['max']} | {ln['over_max']} |")
@@ -349,7 +352,7 @@ def build(spec) -> dict:
 
     fields = form.widgets(spec, PATHS[:1], info=SOURCES_INFO)
     sources = fields["data.sources"]
-    with gr.Row(equal_height=True):
+    with gr.Row():
         upload = gr.UploadButton("Upload a data file", file_types=list(FILE_SUFFIXES), elem_id="data-upload",
                                  size="md", scale=1)
         picker = gr.Dropdown(choices=source_choices(sources.value), value=None, label="source",
@@ -369,9 +372,8 @@ def build(spec) -> dict:
         auto = gr.Checkbox(value=True, label="refresh on change", elem_id="data-preview-auto", scale=1)
         button = gr.Button("Preview", variant="primary", elem_id="data-preview-btn", scale=1)
     status = gr.Markdown("Press **Preview** (or edit a source) to see the blend.", elem_id="data-preview-status")
-    with gr.Row():
-        plot = gr.Plot(label="requested vs achieved", elem_id="data-proportions", scale=2)
-        table = gr.Markdown(elem_id="data-preview-sources")
+    plot = gr.Plot(label="requested vs achieved", elem_id="data-proportions")
+    table = gr.Markdown(elem_id="data-preview-sources")
     samples = gr.Dataframe(headers=["source", "row (normalised)"], value=[["", ""]], interactive=False, wrap=True,
                            label="sampled rows", elem_id="data-preview-rows", column_widths=["18%", "82%"],
                            max_height=420)

@@ -1,0 +1,175 @@
+"""The Data tab in a real headless browser: two sources give a preview whose proportions
+follow a changed weight, an uploaded file is copied into the uploads folder and its
+format shown, and a method that needs other data names the source that does not fit.
+The line/upload helpers the tab relies on are checked directly first (no browser)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from studio.data import DataError, parse_source_lines
+from studio.ui import data_tab
+
+PLOT = "#data-proportions .js-plotly-plot"
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def chats(n):
+    return [{"messages": [{"role": "user", "content": f"question {i}"},
+                          {"role": "assistant", "content": "answer " * (1 + i % 7)}]} for i in range(n)]
+
+
+def alpaca(n):
+    return [{"instruction": f"say {i}", "input": "", "output": "word " * (3 + i % 40)} for i in range(n)]
+
+
+def prefs(n):
+    return [{"prompt": f"pick {i}", "chosen": "good", "rejected": "bad"} for i in range(n)]
+
+
+# -- the helpers, no browser ---------------------------------------------------------------
+
+
+def test_format_override_round_trips_through_the_text_start_reads():
+    text = "# my mix\nA/b.jsonl | | 2  # main\n\nc.csv"
+    once = data_tab.set_line_format(text, 1, "alpaca")
+    assert once.splitlines()[0] == "# my mix" and once.splitlines()[3] == "c.csv | format=alpaca"
+    assert [s.format for s in parse_source_lines(once)] == ["auto", "alpaca"]
+    twice = data_tab.set_line_format(data_tab.set_line_format(once, 0, "messages"), 1, "auto")
+    parsed = parse_source_lines(twice)
+    assert [(s.path, s.weight, s.format) for s in parsed] == [("A/b.jsonl", 2.0, "messages"), ("c.csv", 1.0, "auto")]
+    assert "# main" in twice.splitlines()[1]
+    with pytest.raises(DataError, match="line 1.*format 'nope'"):
+        parse_source_lines("x.jsonl | format=nope")
+    assert data_tab.source_choices(twice + "\norg/hub-set | x") == [("1 · b.jsonl", 0), ("2 · c.csv", 1), ("3 · org/hub-set", 2)]
+    assert data_tab.append_source(twice, "c.csv") == (twice, 1)  # not added twice
+    assert data_tab.append_source("", "d.txt") == ("d.txt", 0)
+
+
+def test_upload_is_sanitised_size_limited_and_never_overwrites(tmp_path, monkeypatch):
+    monkeypatch.setenv("STUDIO_UPLOADS_DIR", str(tmp_path / "up"))
+    src = write_jsonl(tmp_path / "my data (v2).JSONL", chats(3))
+    saved = data_tab.save_upload(str(src), "../../etc/my data (v2).JSONL")
+    assert saved == tmp_path / "up" / "my_data_v2.jsonl" and saved.read_bytes() == src.read_bytes()
+    assert data_tab.save_upload(str(src), "my data (v2).JSONL") == saved  # same bytes: reused
+    other = write_jsonl(tmp_path / "other.jsonl", chats(4))
+    assert data_tab.save_upload(str(other), "my data (v2).jsonl").name == "my_data_v2-2.jsonl"
+    with pytest.raises(DataError, match="not a data file"):
+        data_tab.save_upload(str(other), "run.sh")
+    monkeypatch.setenv("STUDIO_MAX_UPLOAD_MB", "0.0001")
+    with pytest.raises(DataError, match="upload limit"):
+        data_tab.save_upload(str(other), "big.jsonl")
+    assert not (tmp_path / "up" / "big.jsonl").exists()
+
+
+def test_preview_handler_reports_bad_input_instead_of_raising(tmp_path):
+    values = ["a | b | lots", "interleave", "all_exhausted", 0, 0.05, None, "sft", "scratch", "",
+              "assets/tokenizer", 128]
+    status, fig, _, _ = data_tab.run_preview(5, *values)
+    assert fig is None and "line 1" in status and "not a number" in status
+    values[0] = str(tmp_path / "missing.jsonl")
+    status, fig, _, _ = data_tab.run_preview(5, *values)
+    assert fig is None and "source 1" in status and "does not exist" in status
+
+
+# -- the browser ------------------------------------------------------------------------
+
+
+def plot_series(page) -> tuple[list, list]:
+    data = page.evaluate(f"document.querySelector('{PLOT}').data.map(t => t.y)")
+    return list(data[0]), list(data[1])
+
+
+def wait_requested(page, first: float, timeout=30_000) -> None:
+    page.wait_for_function(
+        f"(() => {{const g=document.querySelector('{PLOT}');"
+        f" return g && g.data && g.data.length == 2 && Math.abs(g.data[0].y[0] - {first}) < 0.05}})()",
+        timeout=timeout)
+
+
+@pytest.mark.browser
+def test_data_tab_sources_weights_upload_and_method_check(tmp_path, monkeypatch):
+    from studio.ui.app import AppSettings
+    from tests.browser import browser, serve
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("STUDIO_DATA_ROOTS", str(data))
+    monkeypatch.setenv("STUDIO_UPLOADS_DIR", str(uploads))
+    a = write_jsonl(data / "chats.jsonl", chats(300))
+    b = write_jsonl(data / "alpaca.jsonl", alpaca(300))
+    upload = write_jsonl(tmp_path / "prefs upload.jsonl", prefs(30))
+    with open(upload, "a") as fh:
+        fh.write("{not json\n")
+
+    start = time.time()
+    with serve(AppSettings(runs_dir=str(tmp_path / "runs"))) as url, browser() as br:
+        page = br.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        page.get_by_role("tab", name="Data").click()
+        box = page.locator("#data-sources textarea")
+        box.fill(f"{a} | | 1\n{b} | | 1")  # the change refreshes the preview by itself
+        wait_requested(page, 50.0)
+        requested, achieved = plot_series(page)
+        assert requested == [50.0, 50.0]
+        assert abs(achieved[0] - 50) < 10 and abs(sum(achieved) - 100) < 0.5, achieved
+        status = page.locator("#data-preview-status").inner_text()
+        assert "sft reads conversation rows" in status and "tokens" in status, status
+        table = page.locator("#data-preview-sources").inner_text()
+        assert "alpaca → conversation" in table and "messages → conversation" in table
+        assert page.locator("#data-preview-rows").get_by_text("alpaca.jsonl").count() > 0  # rows name their source
+        page.screenshot(path=str(shots / "preview-even.png"), full_page=True)
+
+        box.fill(f"{a} | | 3\n{b} | | 1")  # weight 1 -> 3 on the first source
+        wait_requested(page, 75.0)
+        requested2, achieved2 = plot_series(page)
+        assert requested2 == [75.0, 25.0]
+        assert achieved2[0] > achieved[0] + 15 and achieved2[1] < achieved[1] - 15, (achieved, achieved2)
+        assert abs(achieved2[0] - 75) < 8, achieved2
+        page.screenshot(path=str(shots / "preview-weighted.png"), full_page=True)
+
+        with page.expect_file_chooser() as chooser:
+            page.locator("#data-upload").click()
+        chooser.value.set_files(str(upload))
+        inspected = page.locator("#data-inspect")
+        inspected.get_by_text("preference pairs").first.wait_for(timeout=30_000)
+        text = inspected.inner_text()
+        assert "format: preference" in text and "(detected)" in text and "bad: 1" in text, text
+        assert "malformed JSON" in text and "chosen" in text  # the reason, and the normalised example
+        saved = uploads / "prefs_upload.jsonl"
+        assert saved.read_bytes() == upload.read_bytes()
+        lines = box.input_value().splitlines()
+        assert len(lines) == 3 and lines[2].endswith("prefs_upload.jsonl")
+        # a third source: the preview follows (preference rows turned into conversations for SFT)
+        page.wait_for_function(f"document.querySelector('{PLOT}')?.data[0].y.length == 3", timeout=30_000)
+        assert "3 (preference → conversation)" in page.locator("#data-preview-status").inner_text()
+        page.screenshot(path=str(shots / "upload.png"), full_page=True)
+
+        # the format override of the picked (just uploaded) source lands on its line
+        page.locator("#data-format input").first.click()
+        page.get_by_role("option", name="preference: preference pairs (prompt/chosen/rejected)", exact=True).click()
+        inspected.get_by_text("set by hand").wait_for(timeout=30_000)
+        assert box.input_value().splitlines()[2].endswith("prefs_upload.jsonl | format=preference")
+
+        page.get_by_role("tab", name="Method").click()
+        method = page.locator("#method-name input").first
+        method.click()
+        page.get_by_role("option", name="dpo", exact=True).click()
+        page.get_by_role("tab", name="Data").click()
+        status_box = page.locator("#data-preview-status")
+        status_box.get_by_text("needs preference pairs").wait_for(timeout=30_000)
+        message = status_box.inner_text()
+        assert f"source 1 ({a})" in message and "chat conversations" in message, message
+        page.screenshot(path=str(shots / "method-mismatch.png"), full_page=True)
+    assert time.time() - start < 60
+    assert os.listdir(shots)
