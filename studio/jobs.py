@@ -216,6 +216,10 @@ def stop(run_dir: str | Path, save: bool = False, timeout: float = 60.0) -> dict
         if st.get("state") not in TERMINAL:
             write_status(run_dir, state="stopped", ended=time.time())
         return read_status(run_dir)
+    if st.get("state") == "queued":
+        # still waiting for the device: nothing to save, and it would never see the request
+        save = False
+        write_status(run_dir, state="stopped", ended=time.time())
     deadline = time.time() + (timeout if save else 10.0)
     if not save:
         _signal_group(pgid, signal.SIGTERM)
@@ -307,6 +311,10 @@ def delete_run(run_dir: str | Path) -> None:
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckpts = sorted(Path(run_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return ckpts[-1] if ckpts else None
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    return sorted(Path(run_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
 
 
 def resume(run_dir: str | Path, max_steps: int | None = None, with_optimizer: bool = True,

@@ -168,3 +168,43 @@ def fit_problems(spec: RunSpec, device: tuple[str, int] | None = None) -> list[s
     if fits:
         lines.append("Settings that need less: " + "; ".join(fits))
     return lines
+
+
+# -- the same run from the command line ---------------------------------------------
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def _cli_value(value) -> str:
+    import json
+
+    import yaml
+
+    if isinstance(value, str) and value and yaml.safe_load(value) == value:
+        return value  # plain text that reads back as itself needs no quotes
+    return json.dumps(value)  # JSON is YAML: lists of sources, numbers, booleans, ""
+
+
+def cli_overrides(spec: RunSpec, base: RunSpec) -> list[str]:
+    """`key.path=value` for every field where spec differs from base (the CLI's --set)."""
+    mine, theirs = _flat(spec.to_dict()), _flat(base.to_dict())
+    return [f"{k}={_cli_value(v)}" for k, v in mine.items() if theirs.get(k) != v]
+
+
+def cli_command(spec: RunSpec, base_name: str = "quickstart") -> str:
+    """`python -m studio train <recipe> --set ...` that rebuilds exactly this spec."""
+    import shlex
+
+    from studio.presets import load_run
+
+    sets = cli_overrides(spec, load_run(base_name))
+    return " ".join(["python -m studio train", base_name] + [f"--set {shlex.quote(s)}" for s in sets])

@@ -135,7 +135,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     if os.environ.get(LOCK_HELD_ENV) != "1":
         jobs.write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp())
-        lock = acquire_device_lock(run_dir)
+        try:
+            lock = acquire_device_lock(run_dir)
+        except Stopped:  # stopped while still waiting in the queue
+            jobs.write_status(run_dir, state="stopped", ended=time.time())
+            return 0
         if is_multi_process(spec) and not launched:
             # The device is ours: become the launcher of the whole group (same pid and
             # process group, so stop() ends every rank). The lock fd stays open across
