@@ -46,6 +46,10 @@ def test_format_override_round_trips_through_the_text_start_reads():
     parsed = parse_source_lines(twice)
     assert [(s.path, s.weight, s.format) for s in parsed] == [("A/b.jsonl", 2.0, "messages"), ("c.csv", 1.0, "auto")]
     assert "# main" in twice.splitlines()[1]
+    hub = parse_source_lines("org/set | sub | 2 | streaming=true | split=test")[0]
+    assert (hub.kind, hub.subset, hub.weight, hub.split, hub.streaming) == ("hub", "sub", 2.0, "test", True)
+    from studio.data.sources import format_source_lines
+    assert parse_source_lines(format_source_lines(parse_source_lines(twice) + [hub])) == parse_source_lines(twice) + [hub]
     with pytest.raises(DataError, match="line 1.*format 'nope'"):
         parse_source_lines("x.jsonl | format=nope")
     assert data_tab.source_choices(twice + "\norg/hub-set | x") == [("1 · b.jsonl", 0), ("2 · c.csv", 1), ("3 · org/hub-set", 2)]
