@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 
@@ -116,7 +115,6 @@ def test_data_tab_sources_weights_upload_and_method_check(tmp_path, monkeypatch)
     with open(upload, "a") as fh:
         fh.write("{not json\n")
 
-    start = time.time()
     with serve(AppSettings(runs_dir=str(tmp_path / "runs"))) as url, browser() as br:
         page = br.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(url)
@@ -175,5 +173,4 @@ def test_data_tab_sources_weights_upload_and_method_check(tmp_path, monkeypatch)
         message = status_box.inner_text()
         assert f"source 1 ({a})" in message and "chat conversations" in message, message
         page.screenshot(path=str(shots / "method-mismatch.png"), full_page=True)
-    assert time.time() - start < 60
     assert os.listdir(shots)
