@@ -21,7 +21,9 @@ def pack(dataset, tokenizer, block: int):
         flat = [t for ids in batch["ids"] for t in ids]
         usable = (len(flat) // block) * block
         blocks = [flat[i : i + block] for i in range(0, usable, block)]
-        return {"input_ids": blocks, "labels": [list(b) for b in blocks]}
+        # an explicit all-ones mask lets the Trainer count real tokens (num_tokens)
+        return {"input_ids": blocks, "labels": [list(b) for b in blocks],
+                "attention_mask": [[1] * block for _ in blocks]}
 
     tokenised = dataset.map(tokenise, batched=True, remove_columns=dataset.column_names)
     return tokenised.map(group, batched=True, batch_size=1000, remove_columns=["ids"])

@@ -28,6 +28,9 @@ def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         lr_scheduler_type=SCHEDULERS[t.scheduler],
+        # power 2: decays faster early than linear, yet reaches the end as smoothly (power 1 would
+        # make "polynomial" a copy of "linear")
+        lr_scheduler_kwargs={"power": 2.0} if t.scheduler == "polynomial" else {},
         warmup_steps=t.warmup_steps,
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,
@@ -62,7 +65,8 @@ def make_config(config_cls, ctx: TrainContext, eval_dataset=None, **method_kwarg
     (the trl configs differ a little from each other and from transformers)."""
     kw = {**config_kwargs(ctx, eval_dataset), **method_kwargs}
     fields = {f.name for f in dataclasses.fields(config_cls)}
-    if "gradient_checkpointing" not in fields and "activation_checkpointing" in fields:
+    if "activation_checkpointing" in fields:
+        # transformers 5 renamed it; the new name wins over trl's default gradient_checkpointing=True
         kw["activation_checkpointing"] = kw.pop("gradient_checkpointing")
     return config_cls(**{k: v for k, v in kw.items() if k in fields})
 
@@ -99,7 +103,12 @@ def load_model(ctx: TrainContext, tokenizer, apply_regime: bool = True):
 
     from studio.model import apply_regime as _apply, build_or_load
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision, torch.float32)
+    # Weights that train stay fp32 (the Trainer autocasts to bf16/fp16; pure half-precision
+    # weights lose small updates and fp16 ones cannot be unscaled); a frozen base under an
+    # adapter can sit in half precision and save the memory.
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision)
+    frozen_base = ctx.spec.method.regime not in ("full", "freeze")
+    dtype = half if half is not None and frozen_base else torch.float32
     model = build_or_load(ctx.spec.model, tokenizer, ctx.spec.method, dtype=dtype, device=ctx.device)
     if apply_regime:
         model = _apply(model, ctx.spec.method, ctx.spec.model)
