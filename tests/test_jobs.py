@@ -103,3 +103,72 @@ def test_run_paths_are_confined(tmp_path):
     with pytest.raises(jobs.JobError):
         jobs.run_path("/etc/passwd", tmp_path)
     assert jobs.run_path("20250101-x", tmp_path).parent == tmp_path.resolve()
+
+
+# -- preflight, launch command line, CLI export (no worker: fast) ---------------------
+
+
+def test_start_refuses_a_run_that_cannot_fit_with_settings_that_would(tmp_path):
+    from studio.launch import fit_problems
+
+    big = default_spec().with_overrides(["model.d_model=4096", "model.n_heads=32", "model.n_kv_heads=8",
+                                         "model.d_ff=11008", "model.n_layers=32"])
+    reasons = fit_problems(big, device=("cpu", 16 * 2**30))
+    assert reasons and "needs about" in reasons[0] and "16.00 GiB" in reasons[0], reasons
+    assert "method.regime=qlora" in reasons[1] and "(fits)" in reasons[1], reasons
+    with pytest.raises(jobs.JobError, match="memory"):
+        jobs.create_run(big.with_overrides(["model.n_layers=2000"]), tmp_path)
+    assert not any(tmp_path.iterdir())  # refused before a run directory existed
+    assert fit_problems(default_spec(), device=("cpu", 8 * 2**30)) == []
+
+
+def test_multi_process_command_line_and_its_checks(tmp_path):
+    from studio.launch import launch_command, launch_problems
+
+    spec = default_spec().with_overrides(["train.num_processes=2", "train.nnodes=2", "train.node_rank=1",
+                                          "train.master_addr=10.0.0.1", "train.master_port=29555"])
+    cmd = launch_command(spec, tmp_path / "run")
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    args = dict(zip(cmd, cmd[1:]))
+    assert args["--num_processes"] == "4" and args["--num_machines"] == "2"  # total over the nodes
+    assert args["--machine_rank"] == "1" and args["--main_process_ip"] == "10.0.0.1"
+    assert args["--main_process_port"] == "29555"
+    assert cmd[-3:] == ["-m", "studio.worker", str(tmp_path / "run")]
+    zero = launch_command(spec.with_overrides(["train.distributed=zero3"]), tmp_path)
+    assert ["--use_deepspeed", "--zero_stage", "3"] == zero[zero.index("--use_deepspeed"):][:3]
+    assert "--use_fsdp" in launch_command(spec.with_overrides(["train.distributed=fsdp"]), tmp_path)
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        assert any("DeepSpeed" in p for p in launch_problems(spec.with_overrides(["train.distributed=zero2"])))
+    bad = default_spec().with_overrides(["train.nnodes=2", "train.node_rank=2", "train.distributed=megatron"])
+    fields = {p.field for p in bad.validate()}
+    assert {"train.node_rank", "train.distributed"} <= fields
+    fields = {p.field for p in default_spec().with_overrides(["train.nnodes=2"]).validate()}
+    assert "train.master_addr" in fields
+
+
+def test_cli_command_rebuilds_the_same_spec():
+    import shlex
+
+    from studio.launch import cli_command
+
+    spec = default_spec().with_overrides(["name=my run", "train.learning_rate=1e-5", "train.max_steps=7",
+                                          "model.source=pretrained", "model.name_or_path=runs/a b",
+                                          "train.report_to=tensorboard",
+                                          "data.sources=[{path: assets/data/corpus_train.jsonl, weight: 2}]"])
+    parts = shlex.split(cli_command(spec))
+    assert parts[:4] == ["python", "-m", "studio", "train"]
+    sets = [parts[i + 1] for i, p in enumerate(parts) if p == "--set"]
+    assert default_spec().with_overrides(sets) == spec
+    assert len(sets) == 7
+
+
+def test_peak_memory_reaches_the_progress_line():
+    from studio.ui.train_tab import progress_html
+
+    page = progress_html({"state": "running", "step": 3, "total": 10, "started": time.time() - 5,
+                          "peak_memory_bytes": 3 * 2**30}, [])
+    assert "peak memory 3.00 GiB" in page and "data-peak='3221225472'" in page
+    queued = progress_html({"state": "queued", "queue_position": 2, "total": 10}, [])
+    assert "position 2 in the queue" in queued and "data-queue='2'" in queued

@@ -1,0 +1,52 @@
+"""Two processes on CPU through `accelerate launch --multi_gpu` (gloo): one metrics stream
+(rank 0 only, no step twice), a status that tracks the group, and a final model that
+loads and generates."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from studio import jobs
+from studio.metrics import read_all
+from studio.presets import default_spec
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_process_run_has_one_stream_and_a_working_model(tmp_path):
+    steps = 8
+    spec = default_spec().with_overrides([
+        "name=ddp", f"train.max_steps={steps}", "train.num_processes=2", "train.log_every=1",
+        "train.eval_every=0", "train.batch_size=8"])
+    run_dir = jobs.launch(spec, tmp_path / "runs", env={"OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    while jobs.status(run_dir).get("state") not in jobs.TERMINAL and time.time() < deadline:
+        time.sleep(0.5)
+    st = jobs.status(run_dir)
+    log = (run_dir / "train.log").read_text()
+    assert st["state"] == "completed", (st, log[-3000:])
+    assert "accelerate.commands.launch --multi_gpu --num_processes 2" in log
+    assert "[rank1]" in log or log.count("Data:") == 2, "the second rank never ran"
+    assert st["num_processes"] == 2 and st["step"] == steps
+
+    train = [r for r in read_all(run_dir) if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, steps + 1))  # one stream: no step twice
+    assert len([r for r in read_all(run_dir) if r["kind"] == "summary"]) == 1
+    assert train[-1]["loss"] < train[0]["loss"]
+    gone = time.time() + 20  # status is written just before the process exits
+    while jobs.group_members(st["pgid"]) and time.time() < gone:
+        time.sleep(0.2)
+    assert jobs.group_members(st["pgid"]) == []
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    final = run_dir / "final"
+    model = AutoModelForCausalLM.from_pretrained(final)
+    tok = AutoTokenizer.from_pretrained(final)
+    ids = tok("What is 2 + 3?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > ids.shape[1]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
