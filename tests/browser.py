@@ -27,7 +27,7 @@ def serve(settings, auth=None):
     demo.queue(default_concurrency_limit=4)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                css=CSS, auth=auth)
+                css=CSS, auth=auth, max_file_size="50mb")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -80,11 +80,9 @@ def widgets(spec: S.RunSpec, paths: list[str], **kw) -> dict[str, gr.components.
 
 
 def sources_to_text(sources: list[S.DataSource]) -> str:
-    lines = []
-    for s in sources:
-        parts = [s.path, s.subset or "", f"{s.weight:g}"]
-        lines.append(" | ".join(parts) if (s.subset or s.weight != 1.0) else s.path)
-    return "\n".join(lines)
+    from studio.data.sources import format_source_lines
+
+    return format_source_lines(sources)
 
 
 def text_to_sources(text: str) -> list[dict]:
