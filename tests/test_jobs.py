@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,25 @@ def test_peak_memory_reaches_the_progress_line():
     assert "peak memory 3.00 GiB" in page and "data-peak='3221225472'" in page
     queued = progress_html({"state": "queued", "queue_position": 2, "total": 10}, [])
     assert "position 2 in the queue" in queued and "data-queue='2'" in queued
+
+
+def test_resume_without_optimizer_state_extends_steps_and_drops_the_optimizer(tmp_path, monkeypatch):
+    from studio.methods.common import resume_checkpoint
+    from studio.methods.context import TrainContext
+
+    run_dir = jobs.create_run(default_spec().with_overrides(["train.max_steps=10"]), tmp_path)
+    ckpt = run_dir / "checkpoints" / "checkpoint-10"
+    ckpt.mkdir()
+    for name in ("model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"):
+        (ckpt / name).write_text("x")
+    jobs.write_status(run_dir, state="stopped")
+    started = []
+    monkeypatch.setattr(jobs, "start", lambda rd, env=None: started.append(rd))
+    jobs.resume(run_dir, max_steps=25, with_optimizer=False)
+    spec = jobs.RunSpec.load(run_dir / "spec.yaml")
+    assert started == [run_dir] and spec.train.max_steps == 25 and jobs.status(run_dir)["total"] == 25
+    assert spec.train.resume_from == str(ckpt) and spec.train.resume_optimizer is False
+    weights_only = resume_checkpoint(TrainContext(spec=spec, run_dir=run_dir))
+    assert sorted(p.name for p in Path(weights_only).iterdir()) == ["model.safetensors", "trainer_state.json"]
+    spec.train.resume_optimizer = True
+    assert resume_checkpoint(TrainContext(spec=spec, run_dir=run_dir)) == str(ckpt)

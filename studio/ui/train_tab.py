@@ -129,7 +129,8 @@ def poll(run_id, offset, records, shown_state, smoothing, log_y, x, runs_dir):
     st = jobs.status(run_dir)
     state = st.get("state")
     done = state in jobs.TERMINAL and not new
-    plots = figures(records, smoothing, log_y, x) if (new or offset == 0) else (keep, keep, keep)
+    first = not shown_state  # the first tick after attaching draws even an empty chart
+    plots = figures(records, smoothing, log_y, x) if (new or first) else (keep, keep, keep)
     changed = state != shown_state
     history = gr.update(value=history_rows(runs_dir)) if changed else keep
     picker = gr.update(choices=run_choices(runs_dir)) if changed else keep
@@ -264,8 +265,9 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
     def tick(rid, off, recs, shown, sm, ly, xa):
         return poll(rid, off, recs, shown, sm, ly, xa, runs_dir)
 
+    # ticks only read files: every browser's ticks run side by side, none waits for another's
     timer.tick(tick, [run_id, offset, records, shown_state, smoothing, log_y, x_axis], poll_outputs,
-               show_progress="hidden", api_visibility="private")
+               show_progress="hidden", api_visibility="private", concurrency_limit=None)
 
     def compared(picked, sm, ly, xa):
         runs = {}
