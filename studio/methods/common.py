@@ -109,8 +109,14 @@ def load_model(ctx: TrainContext, tokenizer, apply_regime: bool = True):
     half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(ctx.precision)
     frozen_base = ctx.spec.method.regime not in ("full", "freeze")
     dtype = half if half is not None and frozen_base else torch.float32
+    # Seed before the weights are drawn (the Trainer seeds only later), so a spec reproduces
+    # its run exactly, and adapters start from the same initialisation every time.
+    from transformers import set_seed
+
+    set_seed(ctx.spec.train.seed)
     model = build_or_load(ctx.spec.model, tokenizer, ctx.spec.method, dtype=dtype, device=ctx.device)
     if apply_regime:
+        set_seed(ctx.spec.train.seed)
         model = _apply(model, ctx.spec.method, ctx.spec.model)
     return model
 
