@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Make LlamaFactory's own venv for bench/vs_llamafactory.py, outside the studio's venv
+# (it pins its own transformers/trl/peft versions; they must not touch .venv/).
+#
+#     bash bench/setup_llamafactory.sh          # creates .bench-venv/ (git-ignored)
+#     BENCH_VENV=/tmp/lf bash bench/setup_llamafactory.sh
+#
+# torch goes in first, from the local CPU wheel (pip would otherwise pull the
+# multi-GB CUDA build as a dependency of llamafactory).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${BENCH_VENV:-.bench-venv}"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null || PY=python3
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip
+"$VENV/bin/python" -m pip install "torch==2.13.0"
+"$VENV/bin/python" -m pip install llamafactory
+"$VENV/bin/python" - <<'EOF'
+import importlib.metadata as m
+for name in ("llamafactory", "torch", "transformers", "trl", "peft", "datasets", "accelerate"):
+    try:
+        print(f"{name:<13} {m.version(name)}")
+    except m.PackageNotFoundError:
+        print(f"{name:<13} (missing)")
+EOF
+echo "LlamaFactory venv ready: $VENV (run: .venv/bin/python bench/vs_llamafactory.py)"
