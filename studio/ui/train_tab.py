@@ -123,6 +123,10 @@ def poll(run_id, offset, records, shown_state, smoothing, log_y, x, runs_dir):
         return (offset, records, "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
                 keep, keep, gr.Timer(active=False))
     run_dir = jobs.run_path(run_id, runs_dir)
+    if not run_dir.exists():  # deleted from another browser
+        return (0, [], "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
+                gr.update(value=history_rows(runs_dir)), gr.update(choices=run_choices(runs_dir)),
+                gr.Timer(active=False))
     tail = MetricsTail(run_dir / "metrics.jsonl", offset)
     new = tail.read_new()
     records = records + new
