@@ -272,6 +272,8 @@ def generate(policy, tokenizer, prompts: list, config: PPOConfig, greedy: bool =
     finally:
         tokenizer.padding_side = old_side
     enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    if enc["input_ids"].shape[1] == 0:
+        raise ValueError("data: the prompts are empty after tokenising; every row needs prompt text")
     eos = eos_ids(tokenizer, policy)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     sample = dict(do_sample=True, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
