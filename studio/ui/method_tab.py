@@ -33,10 +33,8 @@ INFERRED = ("data_kind", "model_is_base", "from_scratch", "has_reward_model")  #
 UNSURE, YES, NO = "auto", "yes", "no"
 ELEM = {"chart": "advisor-chart", "advice": "advisor-advice", "use": "advisor-use", "note": "advisor-inferred",
         "used": "advisor-used", "check": "method-check", "fix": "method-fix", "table": "method-table"}
-# what the other tabs' fields tell the advisor: re-infer and re-advise when they change
-INFER_TRIGGERS = ("data.sources", "model.source", "model.name_or_path", "method.reward")
-ADVICE_TRIGGERS = ("model.d_model", "model.n_layers", "model.d_ff", "model.vocab_size", "model.max_seq_len",
-                   "model.n_heads", "model.n_kv_heads", "model.tie_embeddings")
+# fields of this tab that the inferred answers read (the other tabs' are read when this one opens)
+INFER_TRIGGERS = ("method.reward",)
 TABLE_COLUMNS = [("name", "method"), ("type", "type"), ("use_case", "use case"), ("memory", "memory"),
                  ("speed", "speed"), ("data", "data needed"), ("typical_lr", "typical LR"), ("regimes", "regimes")]
 
@@ -65,8 +63,11 @@ def inferred(spec: RunSpec, device_gb: float | None) -> tuple[advisor.Answers, s
     answers.data_rows = rows
     base_why = advisor.guess_model_is_base(spec.model)[1]
     size = f"{answers.model_size_params / 1e6:,.1f}M parameters" if answers.model_size_params else "size unknown"
-    note = (f"Filled in from the other tabs: data kind **{kind or 'not detected'}**"
-            f"{f' ({rows:,} rows)' if rows else ''} — {how}; model: {base_why}; {size}.")
+    budget = advisor.Budget.of(answers)
+    memory = (f"full training needs about {budget.full / advisor.GIB:.2f} GB (from {budget.note})"
+              if budget.full else "memory need unknown (no estimate for this model)")
+    note = (f"Filled in from the other tabs: data kind `{kind or 'not detected'}`"
+            f"{f' ({rows:,} rows)' if rows else ''} — {how}; model: {base_why}; {size}; {memory}.")
     return answers, note
 
 
@@ -197,9 +198,21 @@ def _find(demo: gr.Blocks, elem: str):
     return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem)
 
 
+def _tab_of(block) -> gr.Tab:
+    while not isinstance(block, gr.Tab):
+        block = block.parent
+    return block
+
+
+def signature(spec: RunSpec) -> str:
+    """What the inferred answers depend on, to tell whether they need answering again."""
+    return repr((spec.data.sources, spec.model, spec.method.reward))
+
+
 def wire(demo: gr.Blocks, fields: dict, settings) -> None:
     """Advice from the questions and every tab's fields; "use this" and the fix fill fields."""
     paths, comps = list(fields), list(fields.values())
+    base = form.spec_from_values(paths, [c.value for c in comps])
     asked = [_find(demo, elem_id(name)) for name in ASKED]
     memory = _find(demo, elem_id(MEMORY))
     chart, text, note = _find(demo, elem_id("chart")), _find(demo, elem_id("advice")), _find(demo, elem_id("note"))
@@ -223,22 +236,31 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         return chart_html, markdown
 
     inputs = asked + [memory] + comps
-    triggers = [c.change for c in asked] + [memory.change] + [
-        fields[p].change for p in ADVICE_TRIGGERS if p in fields]
-    gr.on(triggers, on_answers, inputs, [chart, text], show_progress="hidden", api_visibility="private")
+    gr.on([c.change for c in asked] + [memory.change], on_answers, inputs, [chart, text], show_progress="hidden", api_visibility="private")
 
-    def on_other_tabs(*values):
-        """The data, model or reward changed: answer the inferred questions again."""
+    def on_other_tabs(seen, *values):
+        """The data, model or reward may have changed: answer the inferred questions again,
+        but only when they did, so the person's own corrections survive a tab switch."""
+        unchanged = [gr.update()] * (len(INFERRED) + 4)
         try:
-            spec, _, gb = read((None,) * n + values)
+            spec, picks, gb = read(values)
         except (SpecError, ValueError, TypeError):
-            return [gr.update()] * (len(INFERRED) + 1)
+            return unchanged
+        now = signature(spec)
+        if now == seen:
+            return unchanged
         answers, line = inferred(spec, gb)
-        return [gr.update(value=to_widget(getattr(answers, name))) for name in INFERRED] + [line]
+        picks.update({name: to_widget(getattr(answers, name)) for name in INFERRED})
+        chart_html, markdown, _ = render(answers_from(spec, picks, gb))
+        return [gr.update(value=picks[name]) for name in INFERRED] + [line, now, chart_html, markdown]
 
-    inferred_outputs = [asked[ASKED.index(name)] for name in INFERRED] + [note]
-    gr.on([fields[p].change for p in INFER_TRIGGERS if p in fields], on_other_tabs, [memory] + comps,
-          inferred_outputs, show_progress="hidden", api_visibility="private", trigger_mode="always_last")
+    seen = gr.State(signature(base))
+    inferred_outputs = [asked[ASKED.index(name)] for name in INFERRED] + [note, seen, chart, text]
+    # Opening the tab, rather than each field's change: the browser runs a field's change
+    # handlers one after another, so ours would wait behind the Data tab's live preview.
+    triggers = [_tab_of(note).select] + [fields[p].change for p in INFER_TRIGGERS if p in fields]
+    gr.on(triggers, on_other_tabs, [seen] + inputs, inferred_outputs, show_progress="hidden",
+          api_visibility="private", trigger_mode="always_last")
 
     kind_box = asked[ASKED.index("data_kind")]
 
@@ -246,14 +268,18 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         line, fix = check_line(method, from_widget(kind), reward)
         return line, gr.update(visible=bool(fix))
 
-    gr.on([fields["method.name"].change, fields["method.reward"].change, kind_box.change], on_choice,
+    # .input, not .change: the browser runs a field's change handlers one after another and
+    # this line should not wait for the Data tab's preview; "use this" and the fix set it too
+    gr.on([fields["method.name"].input, fields["method.reward"].input, kind_box.change], on_choice,
           [fields["method.name"], kind_box, fields["method.reward"]], [check, fix_btn],
           show_progress="hidden", api_visibility="private")
 
-    def fill(spec: RunSpec, values: dict) -> list:
-        """Updates that set `values` (spec path -> value) and leave every other field alone."""
+    def fill(spec: RunSpec, values: dict, kind) -> list:
+        """Updates that set `values` (spec path -> value) and leave every other field alone,
+        then the method check for the result."""
         new = advisor.apply_recipe(spec, values)
-        return [form.updates_for(new, [p])[0] if p in values else gr.update() for p in paths]
+        updates = [form.updates_for(new, [p])[0] if p in values else gr.update() for p in paths]
+        return updates + list(on_choice(new.method.name, kind, new.method.reward))
 
     def on_fix(kind, *values):
         try:
@@ -261,15 +287,15 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
         _, fix = check_line(spec.method.name, from_widget(kind), spec.method.reward)
-        return fill(spec, fix)
+        return fill(spec, fix, kind)
 
-    fix_btn.click(on_fix, [kind_box] + comps, comps, api_visibility="private")
+    fix_btn.click(on_fix, [kind_box] + comps, comps + [check, fix_btn], api_visibility="private")
 
     def on_use(*values):
         try:
             spec, picks, gb = read(values)
             advice = advisor.advise(answers_from(spec, picks, gb))
-            updates = fill(spec, advice.recipe)
+            updates = fill(spec, advice.recipe, picks["data_kind"])
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
         shown = ", ".join(f"{k}={v}" for k, v in advice.recipe.items() if k.startswith(("method.", "train.")))
@@ -277,4 +303,4 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
                 f"`{shown}`")
         return [*updates, done]
 
-    _find(demo, elem_id("use")).click(on_use, inputs, comps + [used], api_visibility="private")
+    _find(demo, elem_id("use")).click(on_use, inputs, comps + [check, fix_btn, used], api_visibility="private")
