@@ -98,8 +98,9 @@ def advice_markdown(advice: advisor.Advice) -> str:
 
 
 def warnings_markdown(warnings) -> list[str]:
-    icon = {"error": "⛔", "warning": "⚠️", "info": "ℹ️"}
-    return [f"\n{icon.get(w.level, '⚠️')} {w.message} **Fix:** {w.fix}" for w in warnings]
+    # words, not emoji: they read the same in every font and to a screen reader
+    word = {"error": "Will not train:", "warning": "Warning:", "info": "Note:"}
+    return [f"\n**{word.get(w.level, 'Warning:')}** {w.message} **Fix:** {w.fix}" for w in warnings]
 
 
 def render(answers: advisor.Answers) -> tuple[str, str, advisor.Advice | None]:
@@ -107,7 +108,7 @@ def render(answers: advisor.Answers) -> tuple[str, str, advisor.Advice | None]:
     try:
         advice = advisor.advise(answers)
     except SpecError as exc:
-        return flowchart.svg(None, theme="auto"), f"⛔ `{exc.field}`: {exc.fix}", None
+        return flowchart.svg(None, theme="auto"), f"**Cannot advise:** `{exc.field}`: {exc.fix}", None
     return flowchart.svg(advice, theme="auto"), advice_markdown(advice), advice
 
 
@@ -229,9 +230,9 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         try:
             spec, picks, gb = read(values)
         except SpecError as exc:
-            return gr.update(), f"⛔ Fix `{exc.field}` first: {exc.fix}"
+            return gr.update(), f"**Cannot advise:** fix `{exc.field}` first: {exc.fix}"
         except (ValueError, TypeError) as exc:  # an unreadable field elsewhere: the Train tab names it
-            return gr.update(), f"⛔ The form cannot be read yet: {exc}"
+            return gr.update(), f"**Cannot advise:** the form cannot be read yet: {exc}"
         chart_html, markdown, _ = render(answers_from(spec, picks, gb))
         return chart_html, markdown
 
@@ -299,7 +300,7 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
         shown = ", ".join(f"{k}={v}" for k, v in advice.recipe.items() if k.startswith(("method.", "train.")))
-        done = (f"✅ Filled the Method and Train tabs for **{advice.method}** with **{advice.regime}**: "
+        done = (f"Filled the Method and Train tabs for **{advice.method}** with **{advice.regime}**: "
                 f"`{shown}`")
         return [*updates, done]
 
