@@ -131,3 +131,25 @@ def interleaved(sides: dict, repeats: int, on_result=None) -> dict:
             if on_result:
                 on_result(name, i, res)
     return results
+
+
+def save_tiny_model(folder: Path, recipe: str = "quickstart", seed: int = 42) -> Path:
+    """The recipe's scratch model (seeded weights) and tokenizer saved as an ordinary model
+    folder (safetensors), so the studio, a bare script and LlamaFactory load the same one.
+    Imports torch: call it in the parent, before timing anything."""
+    folder = Path(folder)
+    if (folder / "config.json").is_file():
+        return folder
+    from transformers import set_seed
+
+    from studio.model import build_or_load, load_tokenizer
+    from studio.presets import load_run
+
+    spec = load_run(recipe)
+    tokenizer = load_tokenizer(spec.model)
+    set_seed(seed)
+    model = build_or_load(spec.model, tokenizer)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return folder

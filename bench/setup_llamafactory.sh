@@ -18,7 +18,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install "torch==2.13.0"
-"$VENV/bin/python" -m pip install llamafactory
+# Pin torch through a constraint so no dependency (torchvision, torchaudio, ...) upgrades it
+# to a CUDA build; the other packages resolve to versions built for this torch.
+echo "torch==2.13.0" > "$VENV/constraints.txt"
+"$VENV/bin/python" -m pip install -c "$VENV/constraints.txt" llamafactory
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m
 for name in ("llamafactory", "torch", "transformers", "trl", "peft", "datasets", "accelerate"):
