@@ -37,6 +37,7 @@ ELEM = {"chart": "advisor-chart", "advice": "advisor-advice", "use": "advisor-us
 INFER_TRIGGERS = ("method.reward",)
 TABLE_COLUMNS = [("name", "method"), ("type", "type"), ("use_case", "use case"), ("memory", "memory"),
                  ("speed", "speed"), ("data", "data needed"), ("typical_lr", "typical LR"), ("regimes", "regimes")]
+TABLE_WIDTHS = ["8%", "11%", "20%", "12%", "7%", "18%", "8%", "16%"]  # the whole table fits, no side scroll
 
 
 def elem_id(name: str) -> str:
@@ -188,7 +189,8 @@ def build(spec) -> dict:
             gr.Markdown("", elem_id=elem_id("used"))
     with gr.Accordion("Compare methods", open=False):
         headers, rows = comparison_rows()
-        gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True, elem_id=elem_id("table"))
+        gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True, column_widths=TABLE_WIDTHS,
+                     elem_id=elem_id("table"))
     return fields
 
 
