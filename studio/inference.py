@@ -192,6 +192,30 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def _token_streamer(base):
+    """TextIteratorStreamer that hands out text after every token. The stock one holds
+    text back until a space, so a reply without spaces (digits, code, a small model's
+    babble) would arrive all at once; here only an unfinished UTF-8 character waits."""
+
+    class TokenStreamer(base):
+        def put(self, value):
+            if len(value.shape) > 1:
+                value = value[0]
+            if self.skip_prompt and self.next_tokens_are_prompt:
+                self.next_tokens_are_prompt = False
+                return
+            self.token_cache.extend(value.tolist())
+            text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+            if text.endswith("\ufffd") or len(text) <= self.print_len:
+                return
+            printable, self.print_len = text[self.print_len:], len(text)
+            if text.endswith("\n"):  # a line is final: start afresh so decoding stays cheap
+                self.token_cache, self.print_len = [], 0
+            self.on_finalized_text(printable)
+
+    return TokenStreamer
+
+
 def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettings | None = None,
                 stop_event: threading.Event | None = None) -> Iterator[str]:
     """Yield the reply as it grows (the whole text so far each time), token by token."""
@@ -204,7 +228,7 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
     tok = loaded.tokenizer
     prompt = build_prompt(tok, messages, settings)
     inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
+    streamer = _token_streamer(TextIteratorStreamer)(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kw):
@@ -325,7 +349,8 @@ def from_display(message: dict) -> dict:
     if match:
         content = base64.b64decode(match.group(1)).decode()
     if role == "user" and content.startswith(TOOL_PREFIX):
-        return {"role": "tool", "content": content[len(TOOL_PREFIX):].strip()}
+        rest = content[len(TOOL_PREFIX):]
+        return {"role": "tool", "content": rest[1:] if rest.startswith(" ") else rest}
     return {"role": role, "content": content}
 
 

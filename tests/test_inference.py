@@ -46,6 +46,16 @@ def test_stream_grows_and_uses_the_chat_template(tiny):
     assert len(seen) >= 3
     assert all(b.startswith(a) for a, b in zip(seen, seen[1:])), "each piece extends the last"
     assert len(seen[-1]) > len(seen[0])
+    # a reply without spaces still streams (the stock streamer would wait for a space)
+    digits = [str(i % 10) for i in range(12)]
+    ids = [tiny.tokenizer.convert_tokens_to_ids(d) for d in digits]
+    streamer = inference._token_streamer(__import__("transformers").TextIteratorStreamer)(tiny.tokenizer)
+    import torch
+    for i in ids:
+        streamer.put(torch.tensor([i]))
+    streamer.end()
+    pieces = [p for p in streamer if p]
+    assert len(pieces) >= 10 and "".join(pieces) == tiny.tokenizer.decode(ids)
     prompt = inference.build_prompt(tiny.tokenizer, [{"role": "user", "content": "hi"}],
                                     GenerationSettings(system_prompt="Be brief."))
     assert prompt.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi")
