@@ -136,7 +136,9 @@ def test_adapter_saves_and_loads_back_with_the_same_logits(tiny_base, tmp_path, 
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     loaded, _ = sft_eval.load(tmp_path / "adapter", regime)
     assert torch.allclose(_logits(loaded, tok), expected, atol=1e-5)
-    assert not torch.allclose(expected, _logits(sft_eval.load(tiny_base)[0], tok), atol=1e-3)
+    plain = _logits(sft_eval.load(tiny_base)[0], tok)
+    # prompt tuning also returns logits for its virtual tokens, in front of the text's
+    assert not torch.allclose(expected[:, -plain.shape[1]:], plain, atol=1e-3)
 
 
 @pytest.mark.parametrize("regime", ["lora", "dora", "ia3"])
