@@ -192,7 +192,8 @@ def compute(spec, device_gb: float | None, gpu: str, tflops: float, util: float,
         result = E.estimate(spec, device_gb, dtype=dtype)
         result["vocab"] = E.inventory(spec.model).info.get("vocab")
     except (E.EstimateError, SpecError, ValueError, KeyError, ZeroDivisionError) as exc:
-        return f"**Cannot estimate:** {exc}", "", None, [], ""
+        offline = " (the estimate reads configs only and never downloads)" if spec.model.source == "pretrained" else ""
+        return f"**Cannot estimate:** {exc}{offline}", "", None, [], ""
     return (summary_markdown(result, spec), "", memory_figure(result, device_gb), component_rows(result),
             verdict_markdown(result, device_gb, gpu, tflops, util, tokens))
 
@@ -245,7 +246,9 @@ def train_new_tokenizer(sources_text: str, vocab_size, name: str, runs_dir) -> t
 
     out = tokenizer_dir(runs_dir, name)
     tok = train_tokenizer(texts, int(vocab_size), out)
-    return str(out), f"Trained **{name}** on {len(texts):,} texts: {len(tok):,} tokens, saved to `{out}`."
+    fewer = (f" (fewer than the {int(vocab_size):,} asked: no more pairs occur twice in this text)"
+             if len(tok) < int(vocab_size) else "")
+    return str(out), f"Trained **{name}** on {len(texts):,} texts: {len(tok):,} tokens{fewer}, saved to `{out}`."
 
 
 # -- layout ---------------------------------------------------------------------------------
