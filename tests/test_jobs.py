@@ -116,7 +116,12 @@ def test_start_refuses_a_run_that_cannot_fit_with_settings_that_would(tmp_path):
                                          "model.d_ff=11008", "model.n_layers=32"])
     reasons = fit_problems(big, device=("cpu", 16 * 2**30))
     assert reasons and "needs about" in reasons[0] and "16.00 GiB" in reasons[0], reasons
-    assert "method.regime=qlora" in reasons[1] and "(fits)" in reasons[1], reasons
+    # each cheaper variant with its figure, marked "(fits)" exactly when it fits
+    variants = reasons[1].split(": ", 1)[1].split("; ")
+    assert any(v.startswith("method.regime=qlora") for v in variants), variants
+    for v in variants:
+        gib = float(v.split("-> about ")[1].split(" GiB")[0])
+        assert v.endswith("(fits)") == (gib <= 16), v
     with pytest.raises(jobs.JobError, match="memory"):
         jobs.create_run(big.with_overrides(["model.n_layers=2000"]), tmp_path)
     assert not any(tmp_path.iterdir())  # refused before a run directory existed
