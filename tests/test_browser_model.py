@@ -125,3 +125,11 @@ def test_train_tokenizer_on_data_sources(tmp_path):
         model_tab.train_new_tokenizer(sources, 400, "../escape", str(tmp_path / "runs"))
     with pytest.raises(ValueError, match="data.sources"):
         model_tab.train_new_tokenizer("", 400, "empty", str(tmp_path / "runs"))
+
+
+def test_gpu_peak_from_nvidia_smi_name():
+    assert model_tab.peak_tflops("NVIDIA H200") == 989.0
+    assert model_tab.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert model_tab.peak_tflops("NVIDIA A10G") == 125.0
+    assert model_tab.peak_tflops("Tesla T4") == 65.0
+    assert model_tab.peak_tflops("Some Future GPU", unknown=1.0) == 1.0

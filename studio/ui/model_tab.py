@@ -41,6 +41,9 @@ GPUS = {
     "80 GB: H100 SXM": (80, 989.0),
     "141 GB: H200": (141, 989.0),
 }
+# nvidia-smi name fragments, most specific first ("A100" before "A10")
+PEAK_TFLOPS = [("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("A10", 125.0), ("L4", 121.0),
+               ("4090", 165.0), ("3090", 71.0), ("3070", 40.0), ("V100", 125.0), ("T4", 65.0)]
 PART_COLOURS = {"weights": "#4C78A8", "gradients": "#F58518", "optimizer": "#54A24B",
                 "activations": "#E45756", "kv_cache": "#B279A2"}
 TOKENIZER_ROWS = 20_000  # enough text for a small BPE; keeps training to seconds
@@ -64,8 +67,13 @@ def detected_gpu() -> tuple[str, float, float] | None:
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
     name = name.strip()
-    tflops = next((t for label, (_, t) in GPUS.items() if label.split(": ", 1)[1].split()[0] in name), 100.0)
-    return f"Detected: {name}", round(float(mib) / 1024, 1), tflops
+    return f"Detected: {name}", round(float(mib) / 1024, 1), peak_tflops(name)
+
+
+def peak_tflops(gpu_name: str, unknown: float = 100.0) -> float:
+    """Dense bf16/fp16 tensor TFLOPS of a GPU named by nvidia-smi (a guess when unknown;
+    the field stays editable)."""
+    return next((t for fragment, t in PEAK_TFLOPS if fragment in gpu_name.upper()), unknown)
 
 
 def gpu_choices(found) -> dict[str, tuple[float, float]]:
