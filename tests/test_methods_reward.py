@@ -97,3 +97,22 @@ def test_a_policy_is_not_a_reward_model(tmp_path):
         load_reward_model(f"model:{tmp_path / 'policy'}")
     with pytest.raises(ValueError, match="method.reward"):
         load_reward_model("model:")
+
+
+@pytest.mark.slow
+def test_grpo_trains_against_the_reward_run(reward_run, sft_policy, train_run):
+    """method.reward = model:<reward run dir>: GRPO scores its samples with the trained
+    head and logs the reward under the model's name."""
+    spec = spec_from(
+        name="grpo-rm", model={"source": "pretrained", "name_or_path": str(sft_policy), "max_seq_len": 128},
+        data={"sources": [{"path": "assets/data/arith_prompts_train.jsonl"}], "eval_fraction": 0.0},
+        method={"name": "grpo", "reward": f"model:{reward_run}", "group_size": 4, "beta": 0.04,
+                "max_new_tokens": 4},
+        train={"max_steps": 2, "batch_size": 8, "learning_rate": 1e-4, "warmup_steps": 0, "log_every": 1,
+               "seed": 0},
+    )
+    run_dir = train_run(spec)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    scores = [r["rewards/reward_model/mean"] for r in records if r.get("rewards/reward_model/mean") is not None]
+    assert len(scores) == 2 and all(isinstance(s, float) for s in scores)
+    assert (run_dir / "final" / "model.safetensors").is_file()

@@ -136,4 +136,18 @@ def train(ctx: TrainContext) -> None:
     data = common.load_data(ctx, (DATA_KIND[name],))
     model = common.load_model(ctx, tokenizer)
     trainer = with_optimizer(TRAINERS[name](ctx, model, tokenizer, data), ctx)
-    common.train_and_save(ctx, trainer, tokenizer)
+    train_and_save(ctx, trainer, tokenizer)
+
+
+def train_and_save(ctx: TrainContext, trainer, tokenizer) -> None:
+    """common.train_and_save, minus trl's frozen "ref" adapter: DPO/KTO add that copy
+    of the starting adapter as the reference; final/ should hold only the trained one."""
+    from studio.worker import stop_request
+
+    trainer.train(resume_from_checkpoint=common.resume_checkpoint(ctx))
+    if stop_request(ctx.run_dir) == "now":
+        return
+    model = trainer.model
+    if "ref" in (getattr(model, "peft_config", None) or {}):
+        model.delete_adapter("ref")
+    common.save_final(ctx, model, tokenizer)
