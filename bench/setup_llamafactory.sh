@@ -22,6 +22,16 @@ fi
 # to a CUDA build; the other packages resolve to versions built for this torch.
 echo "torch==2.13.0" > "$VENV/constraints.txt"
 "$VENV/bin/python" -m pip install -c "$VENV/constraints.txt" llamafactory
+# The torchvision/torchaudio wheels pip finds are not built against this CPU torch
+# ("operator torchvision::nms does not exist", "Could not load ... _torchaudio.abi3.so"),
+# and text SFT needs neither: remove them. LlamaFactory's mm_plugin still does a bare
+# `import torchaudio` at start-up, so an empty stand-in package answers that import; any
+# audio code path would fail loudly on it (no attributes), none runs for text SFT.
+"$VENV/bin/python" -m pip uninstall -y torchvision torchaudio
+SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+mkdir -p "$SITE/torchaudio"
+echo '"""Empty stand-in (bench/setup_llamafactory.sh): no audio in text-only benchmarks."""' \
+  > "$SITE/torchaudio/__init__.py"
 "$VENV/bin/python" - <<'EOF'
 import importlib.metadata as m
 for name in ("llamafactory", "torch", "transformers", "trl", "peft", "datasets", "accelerate"):

@@ -37,7 +37,7 @@ from bench.common import (PYTHON, REPO, RunFailed, bench_env, interleaved, media
                           save_tiny_model, table, timed_run, write_json)
 
 DATASET = "arith_sft"
-TEMPLATE = "qwen"  # LlamaFactory's ChatML template: the same turn markers as assets/tokenizer
+TEMPLATE = "chatml"  # LlamaFactory's ChatML template (no default system prompt): the turn markers of assets/tokenizer
 
 
 def common_settings(args) -> dict:
@@ -156,7 +156,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for both sides (0: library default)")
     p.add_argument("--lf-venv", default=str(REPO / ".bench-venv"))
     args = p.parse_args()
-    lf_venv = Path(args.lf_venv)
+    lf_venv = Path(args.lf_venv).resolve()
     s = common_settings(args)
     problem = lf_problem(lf_venv)
     if problem:

@@ -9,7 +9,9 @@ from pathlib import Path
 from studio.methods.context import TrainContext
 
 # The studio's option names -> transformers' (one place, so the UI names stay stable).
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor",
+# adamw -> the fused kernel (transformers' own default since torch 2.8): the same updates,
+# but the step of a small model is several times faster than the unfused one on CPU.
+OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor",
               "lion": "lion_32bit"}
 SCHEDULERS = {"none": "constant_with_warmup", "cosine": "cosine", "linear": "linear",
               "polynomial": "polynomial"}
