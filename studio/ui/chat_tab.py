@@ -87,6 +87,7 @@ class Handlers:
         if not source:  # the comparison column is optional
             yield history
             return
+        self.check(source)  # before anything else: demo mode serves its models only
         message = (message or "").strip()
         if not message:
             raise gr.Error("Type a message first.")
@@ -99,6 +100,7 @@ class Handlers:
         if not source:
             yield history
             return
+        self.check(source)
         while history and history[-1]["role"] == "assistant":
             history.pop()
         if not history:
@@ -110,6 +112,7 @@ class Handlers:
         msgs = [from_display(m) for m in history]
         settings = settings_from(system, temperature, top_p, top_k, max_new, rep)
         history = history + [{"role": "assistant", "content": ""}]
+        yield history  # the question shows at once, before the first token
         # closing(): when gradio closes this generator (Stop), stream_chat's finally runs
         # now and stops generate(), instead of whenever the garbage collector gets to it.
         with closing(stream_chat(loaded, msgs, settings)) as replies:
@@ -209,6 +212,8 @@ def build(cache: ModelCache, settings, demo_only: bool) -> list:
 
     loaded_md = gr.Markdown(h.loaded_summary(), elem_id="chat-loaded")
     unload_btn = gr.Button("Unload all models", elem_id="chat-unload")
+    for e in ev:  # a chat loads its model lazily: show it in the list afterwards
+        e.then(h.loaded_summary, None, loaded_md, api_visibility=private)
     for side in (a, b):
         io = dict(inputs=[side["model"], side["device"]], outputs=[side["status"], side["confirm"], loaded_md],
                   api_visibility=private)
