@@ -73,6 +73,14 @@ def make_config(config_cls, ctx: TrainContext, eval_dataset=None, **method_kwarg
     return config_cls(**{k: v for k, v in kw.items() if k in fields})
 
 
+def has_generation_marks(tokenizer) -> bool:
+    """Whether the chat template marks assistant turns ({% generation %}, with or without
+    whitespace control), which trl's assistant_only_loss needs."""
+    import re
+
+    return re.search(r"{%-?\s*generation\s*-?%}", tokenizer.chat_template or "") is not None
+
+
 def use_checkpointing(ctx: TrainContext) -> bool:
     mode = ctx.spec.train.gradient_checkpointing
     if mode != "auto":

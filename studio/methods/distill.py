@@ -124,7 +124,7 @@ def train(ctx: TrainContext) -> None:
         raise ValueError(f"method.teacher: the teacher predicts {teacher_vocab} tokens and the student {student_vocab}; "
                          "build the student with the teacher's vocabulary (model.vocab_size empty)")
     spec = ctx.spec
-    has_generation_marks = "{% generation %}" in (tokenizer.chat_template or "")
+    has_generation_marks = common.has_generation_marks(tokenizer)
     args = common.make_config(
         SFTConfig, ctx, data.eval,
         max_length=spec.model.max_seq_len,

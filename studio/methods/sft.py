@@ -16,7 +16,7 @@ def train(ctx: TrainContext) -> None:
     data = common.load_data(ctx, ("conversation",))
     model = common.load_model(ctx, tokenizer)
     spec = ctx.spec
-    has_generation_marks = "{% generation %}" in (tokenizer.chat_template or "")
+    has_generation_marks = common.has_generation_marks(tokenizer)
     # prompt-style adapters prepend virtual tokens, which the assistant mask cannot cover
     assistant_only = (spec.data.assistant_only_loss and has_generation_marks
                       and spec.method.regime not in ("prefix", "prompt"))
