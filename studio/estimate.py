@@ -218,7 +218,9 @@ def _llama_like(c: dict) -> Inventory:
                                     position=c.get("position_embedding", "rope"),
                                     norm="layernorm" if norm_bias else "rmsnorm",
                                     sliding_window=c.get("sliding_window") if kind in ("mistral", "studio") else None,
-                                    max_position=c.get("max_position_embeddings")))
+                                    max_position=c.get("max_position_embeddings"),
+                                    act=c.get("hidden_act"),
+                                    dropout=_get(c, "dropout", _get(c, "attention_dropout", 0.0))))
     inv.embedding("model.embed_tokens", V, H)
     for i in range(L):
         p = f"model.layers.{i}"
@@ -256,7 +258,8 @@ def _gpt2(c: dict) -> Inventory:
     inv = Inventory("gpt2", info=dict(hidden=H, layers=L, heads=c["n_head"], kv_heads=c["n_head"],
                                       head_dim=H // c["n_head"], ffn=inner, vocab=V, tied=tied, gated=False,
                                       position="learned", norm="layernorm", sliding_window=None,
-                                      max_position=c.get("n_positions")))
+                                      max_position=c.get("n_positions"), act="gelu",
+                                      dropout=_get(c, "attn_pdrop", 0.1)))
     inv.embedding("transformer.wte", V, H)
     inv.embedding("transformer.wpe", c["n_positions"], H, component="position_embedding")
     for i in range(L):
@@ -280,7 +283,8 @@ def _phi(c: dict) -> Inventory:
     tied = _get(c, "tie_word_embeddings", False)
     inv = Inventory("phi", info=dict(hidden=H, layers=L, heads=nh, kv_heads=nkv, head_dim=hd, ffn=I, vocab=V,
                                      tied=tied, gated=False, position="rope", norm="layernorm",
-                                     sliding_window=None, max_position=c.get("max_position_embeddings")))
+                                     sliding_window=None, max_position=c.get("max_position_embeddings"),
+                                     act="gelu", dropout=_get(c, "attention_dropout", 0.0)))
     inv.embedding("model.embed_tokens", V, H)
     for i in range(L):
         p = f"model.layers.{i}"
@@ -792,18 +796,85 @@ def add_cli(subparsers) -> None:
 
 
 # -- activations -------------------------------------------------------------------------
+#
+# Per-token element counts of what autograd keeps, measured with a tensor-allocation
+# tracker on CPU (bench/estimate_memory.py) for torch's scaled-dot-product attention:
+#   a block keeps ~8H (RMSNorm) or ~6H (LayerNorm) for norms, residuals, Q and the
+#   attention output, 2 x kv width for K and V, and 4I (SwiGLU), 2I (GELU/SiLU/leaky) or
+#   1I (ReLU) in the MLP, plus one fp32 log-sum-exp per head. transformers' attention
+#   repeats K/V to full width and keeps a (seq x seq) mask per block when a mask is needed
+#   (padding, a sliding window). The loss keeps logits, log-softmax and its gradient: 12
+#   bytes per vocabulary entry. LoRA adds r per target and, with dropout, ~1.25 x the
+#   target's input width (the dropped copy and its mask). Checkpointing keeps each block's
+#   input and recomputes one block at a time (its activations plus H + I_mlp/2).
+
+MLP_ELEMENTS = {"swiglu": 4, "relu": 1}
+
+
+def _mlp_elements(inv: Inventory, act: str | None) -> int:
+    if inv.info.get("gated"):
+        return 4
+    return MLP_ELEMENTS.get(act or "gelu", 2)
+
+
+def _lora_extra(inv: Inventory, method_spec, layer_index: int = 0) -> tuple[float, int]:
+    """(fp32 elements per token, targets) the LoRA branches of one block keep."""
+    prefix = f".{layer_index}."
+    targets = [m for m in lora_targets(inv, method_spec.target_modules) if prefix in m[0]]
+    extra = method_spec.lora_r * len(targets)
+    if method_spec.lora_dropout > 0:
+        extra += 1.25 * sum(n_in for _, n_in, _ in targets)
+    return extra, len(targets)
 
 
 def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: str,
                      checkpointing: bool = False, padded: bool = True) -> int:
-    """Peak bytes of everything a forward+backward keeps besides weights, gradients and
-    optimizer states (saved tensors, logits and the loss's buffers)."""
+    """Peak bytes a forward+backward keeps besides weights, gradients and optimizer
+    states: saved activations, attention masks, logits and the loss's buffers."""
     info = inv.info
-    H, kv, I, nh, V, L = (info["hidden"], info["kv_heads"] * info["head_dim"], info["ffn"], info["heads"],
-                          info["vocab"], info["layers"])
-    tokens = batch * seq
-    layer = 10 * H + 2 * kv + 4 * I + nh
-    rest = 3.25 * V + 3 * H
+    H, I, nh, V, L = info["hidden"], info["ffn"], info["heads"], info["vocab"], info["layers"]
+    kv = info["kv_heads"] * info["head_dim"]
+    regime = getattr(method_spec, "regime", "full") if method_spec is not None else "full"
+    act_dtype = dtype
+    if regime == "qlora":  # activations run in the 4-bit layers' compute dtype
+        chosen = getattr(method_spec, "compute_dtype", "auto")
+        act_dtype = dtype if chosen in (None, "auto") else chosen
+    e = DTYPE_BYTES[act_dtype]
+    studio = inv.model_type == "studio"
+    rms = info.get("norm") == "rmsnorm"
+    window = info.get("sliding_window")
+    tokens = batch * (seq + (method_spec.num_virtual_tokens if regime == "prompt" else 0))
+    keys = seq + (method_spec.num_virtual_tokens if regime == "prefix" else 0)
+
+    norm_h = 8 if rms else 6
+    if e == 2 and rms and not studio:
+        norm_h += 2  # transformers' RMSNorm computes in fp32
+    masked = padded or window is not None
+    kv_width = 2 * H if masked and not studio else 2 * kv
+    layer = e * (norm_h * H + kv_width + _mlp_elements(inv, info.get("act")) * I + 2) + 4 * nh
+    if masked and not studio:
+        layer += e * min(keys, window or keys)  # the per-block mask
+    dropout = info.get("dropout") or 0.0
+    if dropout > 0:  # attention dropout leaves the fused kernel and keeps the probabilities
+        layer += 13 * nh * min(keys, window or keys)
+    frozen = regime not in ("full", "freeze")
+    if regime in ("lora", "dora", "qlora"):
+        extra, _ = _lora_extra(inv, method_spec)
+        layer += 4 * extra - (e * 2 * H if method_spec.lora_dropout == 0 else 0)
+    elif frozen:
+        layer -= e * 2 * H  # frozen weights need no saved inputs for weight gradients
+    layers = L
+    if regime == "freeze" and not any(f.strip() and "embed" in f for f in method_spec.freeze_extra_modules.split(",")):
+        layers = min(L, method_spec.freeze_trainable_layers)  # no gradient flows below the trained blocks
+
+    loss = 12 * V + (0 if frozen else e * 3 * H)  # per token
+    constant = 0  # masks built once per step (the studio model's)
+    if studio:
+        heads = nh if info.get("position") == "alibi" else 1
+        rows = batch if padded else 1
+        if padded or heads > 1 or window is not None:
+            constant = rows * heads * seq * keys * e
     if checkpointing:
-        return int(4 * tokens * (L * 3.25 * H + max(rest, layer + 4.5 * I)))
-    return int(4 * tokens * (L * layer + rest))
+        recompute = layer + e * (H + _mlp_elements(inv, info.get("act")) * I / 2)
+        return int(tokens * (layers * e * H + max(loss, recompute)) + constant)
+    return int(tokens * (layers * layer + loss) + constant)

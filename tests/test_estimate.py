@@ -4,19 +4,16 @@ peaks measured with a tensor-allocation tracker, KV caches, FLOPs, and the CLI."
 from __future__ import annotations
 
 import argparse
-import gc
+import importlib.util
 import itertools
 import json
 import random
 import subprocess
 import sys
-import weakref
 from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
 
 from studio import estimate as est
 from studio.spec import MethodSpec, ModelSpec, RunSpec, TrainSpec
@@ -142,37 +139,19 @@ def test_many_option_combinations_count_exactly_on_meta():
 # -- memory: weights, gradients, optimizer states, byte for byte ------------------------
 
 
-def _quant_tensors(model):
-    out = []
-    for module in model.modules():
-        state = getattr(getattr(module, "weight", None), "quant_state", None)
-        while state is not None:
-            out += [getattr(state, name, None) for name in ("absmax", "code", "offset")]
-            state = getattr(state, "state2", None)
-    return [t for t in out if isinstance(t, torch.Tensor)]
+def _bench():
+    """bench/estimate_memory.py holds the measuring tools (allocation tracker, held bytes)."""
+    spec = importlib.util.spec_from_file_location("bench_estimate_memory", REPO / "bench" / "estimate_memory.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BENCH = _bench()
 
 
 def _storage_bytes(tensors, seen: set) -> int:
-    total = 0
-    for t in tensors:
-        if not isinstance(t, torch.Tensor):
-            continue
-        storage = t.untyped_storage()
-        if storage.data_ptr() in seen:
-            continue
-        seen.add(storage.data_ptr())
-        total += storage.nbytes()
-    return total
-
-
-def real_bytes(model, optimizer) -> dict:
-    """Unique storages held by the weights (with 4-bit quantisation state), the gradients
-    and the optimizer's state, after a step."""
-    seen: set = set()
-    weights = _storage_bytes(list(model.parameters()) + _quant_tensors(model), seen)
-    grads = _storage_bytes([p.grad for p in model.parameters() if p.grad is not None], seen)
-    states = [v for s in optimizer.state.values() for v in s.values()]
-    return {"weights": weights, "gradients": grads, "optimizer": _storage_bytes(states, seen)}
+    return BENCH.storage_bytes(tensors, seen)
 
 
 def _make_optimizer(name, model):
@@ -237,79 +216,49 @@ def test_weights_gradients_optimizer_match_a_real_step_byte_for_byte(case):
     model.train()
     model(input_ids=ids, labels=ids).loss.backward()
     opt.step()
-    real = real_bytes(model, opt)
+    real = BENCH.held_bytes(model, opt)
     guess = est.estimate_memory(spec, method, train)
     assert {k: guess[k] for k in real} == real
 
 
 # -- activations: within 15% of a measured peak ------------------------------------------
 
-
-class AllocationLog(TorchDispatchMode):
-    """Every storage created inside (creation and free, in order). Views of storages that
-    existed before (weights, optimizer state) are not new memory and are skipped."""
-
-    def __init__(self, existing=()):
-        super().__init__()
-        self.log, self.alive = [], set()
-        self.old = {t.untyped_storage()._cdata for t in existing if isinstance(t, torch.Tensor)}
-
-    def _track(self, t):
-        storage = t.untyped_storage()
-        key = storage._cdata
-        if key in self.alive or key in self.old:
-            return
-        n = storage.nbytes()
-        self.alive.add(key)
-        self.log.append((key, n))
-
-        def freed(k=key, n=n):
-            if k in self.alive:
-                self.alive.discard(k)
-                self.log.append((k, -n))
-        weakref.finalize(storage, freed)
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":
-                self._track(t)
-        return out
-
-    def peak_excluding(self, tensors) -> int:
-        """Peak live bytes, not counting the storages that end up as `tensors` (gradients)."""
-        keys = {t.untyped_storage()._cdata for t in tensors if t is not None}
-        last = {k: i for i, (k, n) in enumerate(self.log) if n > 0 and k in keys}
-        skip, skipping, live, peak = set(last.values()), set(), 0, 0
-        for i, (k, n) in enumerate(self.log):
-            if i in skip:
-                skipping.add(k)
-                continue
-            if n < 0 and k in skipping:
-                skipping.discard(k)
-                continue
-            live += n
-            peak = max(peak, live)
-        return peak
+ACTIVATION_CASES = [
+    # (name, spec overrides, regime, dtype, checkpointing, padded batch)
+    ("llama", {}, "full", "fp32", False, True),
+    ("llama-unpadded", {}, "full", "fp32", False, False),
+    ("mistral", dict(sliding_window=16), "full", "fp32", False, False),
+    ("studio-sinusoidal-layernorm-gelu", dict(positional_encoding="sinusoidal", norm="layernorm", activation="gelu"), "full", "fp32", False, True),
+    ("studio-alibi-relu", dict(positional_encoding="alibi", activation="relu"), "full", "fp32", False, True),
+    ("llama-bf16", {}, "full", "bf16", False, True),
+    ("llama-checkpointing", {}, "full", "fp32", True, True),
+    ("studio-checkpointing", dict(positional_encoding="alibi", norm="layernorm"), "full", "fp32", True, True),
+    ("llama-lora", {}, "lora", "fp32", False, True),
+    ("studio-lora", dict(positional_encoding="sinusoidal", norm="layernorm", activation="silu"), "lora", "fp32", False, True),
+    ("llama-qlora", {}, "qlora", "fp32", False, True),
+    ("llama-freeze", {}, "freeze", "fp32", False, True),
+]
 
 
-def measured_activation_peak(model, ids, mask, optimizer=None, checkpointing=False) -> int:
-    if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.train()
-    optimizer = optimizer or torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    for _ in range(2):  # the second step runs with the optimizer state in place
-        optimizer.zero_grad(set_to_none=True)
-        gc.collect()
-        existing = (list(model.parameters()) + list(model.buffers()) + _quant_tensors(model)
-                    + [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)])
-        with AllocationLog(existing) as log:
-            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
-            loss.backward()
-            del loss
-        peak = log.peak_excluding([p.grad for p in model.parameters()])
-        optimizer.step()
-    return peak
+@pytest.mark.parametrize("case", ACTIVATION_CASES, ids=[c[0] for c in ACTIVATION_CASES])
+def test_activations_within_15_percent_of_the_measured_peak(case):
+    import studio.model as sm
+
+    name, overrides, regime, dtype, checkpointing, padded = case
+    spec = ModelSpec(**{**dict(vocab_size=256, d_model=64, n_heads=4, n_kv_heads=2, d_ff=160, n_layers=2), **overrides})
+    method = MethodSpec(regime=regime, lora_r=8, freeze_trainable_layers=1)
+    torch.manual_seed(0)
+    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=None if regime == "qlora" else dtype), method)
+    batch, seq = 4, 64
+    ids = torch.randint(0, 256, (batch, seq))
+    mask = torch.ones_like(ids)
+    if padded:
+        mask[0, :16] = 0
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    measured, _ = BENCH.activation_peak(model, ids, mask, optimizer, checkpointing)
+    train = TrainSpec(batch_size=batch, precision=dtype, gradient_checkpointing="on" if checkpointing else "off")
+    guess = est.estimate_memory(spec, method, train, seq_len=seq, padded=padded)["activations"]
+    assert abs(guess / measured - 1) < 0.15, (guess, measured)
 
 
 # -- KV cache, FLOPs, time ------------------------------------------------------------
