@@ -55,10 +55,19 @@ def pick(page, elem_id, text):
     page.locator("ul[role='listbox'] li", has_text=text).first.click()
 
 
-def test_train_tab_story(tmp_path):
+@pytest.fixture
+def runs(tmp_path):
+    """The runs directory; whatever the test leaves running is stopped, even on failure."""
+    runs = tmp_path / "runs"
+    yield runs
+    for run in runs.iterdir() if runs.exists() else ():
+        if (run / "status.json").exists():
+            jobs.stop(run, timeout=5)
+
+
+def test_train_tab_story(runs):
     from studio.ui.app import AppSettings
 
-    runs = tmp_path / "runs"
     with serve(AppSettings(runs_dir=str(runs))) as url, browser() as b:
         ctx_a, ctx_b = b.new_context(viewport={"width": 1400, "height": 1100}), b.new_context()
         a = ctx_a.new_page()

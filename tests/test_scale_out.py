@@ -29,12 +29,21 @@ def no_process_left(pgid) -> bool:
     return jobs.group_members(pgid) == []
 
 
-def test_two_process_run_has_one_stream_and_a_working_model(tmp_path):
+@pytest.fixture
+def runs(tmp_path):
+    """The runs directory; whatever the test leaves running is stopped, even on failure."""
+    runs = tmp_path / "runs"
+    yield runs
+    for run in runs.iterdir() if runs.exists() else ():
+        jobs.stop(run, timeout=5)
+
+
+def test_two_process_run_has_one_stream_and_a_working_model(runs):
     steps = 8
     spec = default_spec().with_overrides([
         "name=ddp", f"train.max_steps={steps}", "train.num_processes=2", "train.log_every=1",
         "train.eval_every=0", "train.batch_size=8", f"train.save_every={steps}"])
-    run_dir = jobs.launch(spec, tmp_path / "runs", env={"OMP_NUM_THREADS": "1"})
+    run_dir = jobs.launch(spec, runs, env={"OMP_NUM_THREADS": "1"})
     st = wait_terminal(run_dir)
     log = (run_dir / "train.log").read_text()
     assert st["state"] == "completed", (st, log[-3000:])
