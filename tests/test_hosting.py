@@ -146,9 +146,11 @@ def test_private_events_check_the_source_too(demo):
         inputs = [ids[i] for i in dep["inputs"]]
         if not inputs or inputs[0]["type"] != "dropdown":
             continue
-        data = [demo["other"], []] + (["hi"] if len(inputs) == 9 else []) + GEN
+        history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+        data = [demo["other"], history] + (["hi"] if len(inputs) == 9 else []) + GEN
         out = raw_call(demo["url"], index, data)
         assert out["success"] is False, f"event {dep.get('api_name')} served an unconfigured model"
+        assert "configured models" in json.dumps(out) or "list of choices" in json.dumps(out), out
         checked += 1
     assert checked >= 6  # respond, regenerate (and send/submit) for both columns
 
