@@ -45,10 +45,15 @@ class RunFailed(RuntimeError):
 
 
 def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None,
-              timeout: float = 900, log: Path | None = None) -> float:
-    """Run cmd to completion; return its whole-process wall time in seconds.
+              timeout: float = 900, log: Path | None = None, with_cpu: bool = False):
+    """Run cmd to completion; return its whole-process wall time in seconds, or with_cpu:
+    (wall, CPU seconds user+sys of it and the children it waited for). CPU time barely
+    moves with the machine's load, so it shows a real difference where wall time is noise.
     Output goes to `log` (or is discarded); a non-zero exit raises RunFailed with the tail."""
+    import resource
+
     out = open(log, "wb") if log else subprocess.DEVNULL
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, env=env, cwd=cwd or REPO, stdout=out, stderr=subprocess.STDOUT,
@@ -60,6 +65,9 @@ def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = 
     if proc.returncode != 0:
         tail = Path(log).read_text(errors="replace")[-3000:] if log else ""
         raise RunFailed(f"{' '.join(map(str, cmd[:6]))} ... exited {proc.returncode}\n{tail}")
+    if with_cpu:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall
 
 

@@ -79,6 +79,9 @@ def summary_rows(ran: dict) -> list[list]:
     if t:
         rows.append(["training: studio worker / bare trl, wall", fmt(t["wall_ratio"], 3), "<= 1.05",
                      verdict(t["wall_ratio"], 1.05)])
+        if t.get("cpu_ratio") is not None:
+            rows.append(["training: studio worker / bare trl, CPU time", fmt(t["cpu_ratio"], 3), "<= 1.05",
+                         verdict(t["cpu_ratio"], 1.05)])
         rows.append(["training: bare / studio tokens/s", fmt(t["tokens_per_s_ratio"], 3), "<= 1.05",
                      verdict(t["tokens_per_s_ratio"], 1.05)])
         rows.append(["training: max |loss diff| per step", f"{t['loss_max_abs_diff']:.2e}"
@@ -104,6 +107,11 @@ def summary_rows(ran: dict) -> list[list]:
     if chat:
         rows.append(["chat: studio / bare first text", fmt(chat["first_token_ratio"], 3), "<= 1.1",
                      verdict(chat["first_token_ratio"], 1.1)])
+        if chat.get("tokens_per_cpu_s_ratio") is not None:
+            rows.append(["chat: studio / bare first text, CPU time", fmt(chat["first_token_cpu_ratio"], 3), "<= 1.1",
+                         verdict(chat["first_token_cpu_ratio"], 1.1)])
+            rows.append(["chat: bare / studio tokens per CPU-s", fmt(chat["tokens_per_cpu_s_ratio"], 3), "<= 1.1",
+                         verdict(chat["tokens_per_cpu_s_ratio"], 1.1)])
         rows.append(["chat: bare / studio tokens/s", fmt(chat["tokens_per_s_ratio"], 3), "<= 1.1",
                      verdict(chat["tokens_per_s_ratio"], 1.1)])
     return rows

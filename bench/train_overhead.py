@@ -107,11 +107,12 @@ def run_studio(spec, tmp: Path, i: int, env: dict) -> dict:
     run_dir = runs / "run"
     run_dir.mkdir(parents=True)
     spec.save(run_dir / "spec.yaml")
-    wall = timed_run([PYTHON, "-m", "studio.worker", str(run_dir)], env=env, log=run_dir / "train.log")
+    wall, cpu = timed_run([PYTHON, "-m", "studio.worker", str(run_dir)], env=env, log=run_dir / "train.log",
+                          with_cpu=True)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = {r["step"]: r["loss"] for r in records if r.get("kind") == "train" and r.get("loss") is not None}
     summary = next(r for r in records if r.get("kind") == "summary")
-    res = {"wall": wall, "train": summary["runtime"], "tokens": summary["num_tokens"],
+    res = {"wall": wall, "cpu": cpu, "train": summary["runtime"], "tokens": summary["num_tokens"],
            "samples": summary["step"] * spec.train.batch_size, "losses": losses}
     shutil.rmtree(runs, ignore_errors=True)
     return res
@@ -122,9 +123,10 @@ def run_bare(spec, tmp: Path, i: int, env: dict) -> dict:
     out.mkdir(parents=True)
     job = out / "job.json"
     job.write_text(json.dumps(bare_job(spec, out)))
-    wall = timed_run([PYTHON, str(Path(__file__).resolve()), "--bare", str(job)], env=env, log=out / "train.log")
+    wall, cpu = timed_run([PYTHON, str(Path(__file__).resolve()), "--bare", str(job)], env=env,
+                          log=out / "train.log", with_cpu=True)
     r = json.loads((out / "result.json").read_text())
-    res = {"wall": wall, "train": r["train_runtime"], "tokens": r["tokens"], "samples": r["samples"],
+    res = {"wall": wall, "cpu": cpu, "train": r["train_runtime"], "tokens": r["tokens"], "samples": r["samples"],
            "losses": {int(k): v for k, v in r["losses"].items()}}
     shutil.rmtree(out, ignore_errors=True)
     return res
@@ -140,7 +142,7 @@ def summarise(results: dict, spec) -> dict:
     rows, out = [], {}
     for side in ("studio", "bare"):
         rs = results[side]
-        out[side] = {"wall_s": med(side, "wall"), "train_s": med(side, "train"),
+        out[side] = {"wall_s": med(side, "wall"), "cpu_s": med(side, "cpu"), "train_s": med(side, "train"),
                      "startup_s": median([r["wall"] - r["train"] for r in rs]),
                      "tokens_per_s": median([tps(r) for r in rs]), "runs": len(rs),
                      "wall_all": [round(r["wall"], 2) for r in rs]}
@@ -152,6 +154,7 @@ def summarise(results: dict, spec) -> dict:
     out["loss_max_abs_diff"] = max(d for d in diffs if d is not None) if any(d is not None for d in diffs) else None
     out["loss_steps_compared"] = len(results["studio"][0]["losses"]) if same_steps else None
     out["wall_ratio"] = ratio(out["studio"]["wall_s"], out["bare"]["wall_s"])
+    out["cpu_ratio"] = ratio(out["studio"]["cpu_s"], out["bare"]["cpu_s"])
     out["tokens_per_s_ratio"] = ratio(out["bare"]["tokens_per_s"], out["studio"]["tokens_per_s"])  # >1: studio slower
     out["first_losses"] = {"studio": [round(results["studio"][0]["losses"][s], 4) for s in sorted(results["studio"][0]["losses"])[:5]],
                            "bare": [round(results["bare"][0]["losses"][s], 4) for s in sorted(results["bare"][0]["losses"])[:5]]}
@@ -175,7 +178,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     try:
         def show(name, i, r):
-            print(f"  round {i + 1} {name:<6} wall {r['wall']:6.1f} s  train {r['train']:6.1f} s  "
+            print(f"  round {i + 1} {name:<6} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  train {r['train']:6.1f} s  "
                   f"{r['tokens'] / r['train']:8.0f} tok/s", flush=True)
 
         print(f"{args.repeats} interleaved rounds, {args.steps} steps, regime {args.regime}, "
@@ -185,14 +188,16 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     s = summarise(results, spec)
-    rows = [[name, s[side]["wall_s"], s[side]["startup_s"], s[side]["train_s"], s[side]["tokens_per_s"]]
+    rows = [[name, s[side]["wall_s"], s[side]["cpu_s"], s[side]["startup_s"], s[side]["train_s"],
+             s[side]["tokens_per_s"]]
             for name, side in (("studio worker", "studio"), ("bare trl script", "bare"))]
-    rows.append(["studio / bare", s["wall_ratio"], ratio(s["studio"]["startup_s"], s["bare"]["startup_s"]),
+    rows.append(["studio / bare", s["wall_ratio"], s["cpu_ratio"], ratio(s["studio"]["startup_s"], s["bare"]["startup_s"]),
                  ratio(s["studio"]["train_s"], s["bare"]["train_s"]), ratio(s["studio"]["tokens_per_s"], s["bare"]["tokens_per_s"])])
     print()
-    print(table(["median of %d" % args.repeats, "wall s", "start-up+save s", "train s", "train tok/s"], rows))
+    print(table(["median of %d" % args.repeats, "wall s", "CPU s", "start-up+save s", "train s", "train tok/s"], rows))
     print(f"\nper-step loss, max |studio - bare| over {s['loss_steps_compared']} steps: {s['loss_max_abs_diff']}")
-    print(f"wall-time ratio studio/bare: {s['wall_ratio']:.3f} (target <= 1.05)")
+    print(f"wall-time ratio studio/bare: {s['wall_ratio']:.3f} (target <= 1.05); "
+          f"CPU-time ratio {s['cpu_ratio']:.3f} (what load noise hides least)")
     name = "train_overhead" if args.regime == "full" else f"train_overhead_{args.regime}"
     path = write_json(name, {"settings": {"spec": args.spec, "steps": args.steps, "repeats": args.repeats,
                                           "regime": args.regime, "threads": args.threads,
