@@ -68,7 +68,7 @@ def demo(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_up(url, proc)
-        yield dict(url=url, proc=proc, model=str(model), other=str(other), model_bytes=sum(f.stat().st_size for f in model.glob("*.safetensors")))
+        yield dict(url=url, proc=proc, model="demo-model", path=str(model), other=str(other), model_bytes=sum(f.stat().st_size for f in model.glob("*.safetensors")))
     finally:
         proc.terminate()
         try:
@@ -89,7 +89,9 @@ def full_app_endpoints() -> set[str]:
 def test_demo_exposes_chat_only(demo):
     api = client(demo["url"]).view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/chat", "/chat_compare"}
-    config = httpx.get(demo["url"] + "/config").json()
+    text = httpx.get(demo["url"] + "/config").text
+    assert demo["path"] not in text and "demo-model" in text, "the page shows the model's name, never its folder"
+    config = json.loads(text)
     kinds = {c["type"] for c in config["components"]}
     assert not kinds & {"file", "uploadbutton", "files", "image", "audio", "video", "dataframe"}
     names = {d.get("api_name") for d in config["dependencies"]}
@@ -115,7 +117,7 @@ def test_demo_refuses_every_training_and_path_endpoint(demo):
     # the configured model answers; any other source is refused by the server itself
     history = c.predict(demo["model"], [], "What is 2 plus 2?", *GEN, api_name="/chat")
     assert [m["role"] for m in history] == ["user", "assistant"]
-    for source in (demo["other"], "../../etc", "gpt2"):
+    for source in (demo["other"], demo["path"], "../../etc", "gpt2"):
         with pytest.raises(Exception, match="configured models|not in the list of choices"):
             c.predict(source, [], "hi", *GEN, api_name="/chat")
 

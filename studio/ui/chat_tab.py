@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from contextlib import closing
+from pathlib import Path
 
 import gradio as gr
 
@@ -30,10 +31,23 @@ def settings_from(system, temperature, top_p, top_k, max_new, rep) -> Generation
                               system_prompt=system or "")
 
 
-class Handlers:
-    """The server side of the tab. `allowed` (demo mode) is the only sources served."""
+def demo_names(models) -> dict[str, str]:
+    """Public name -> configured source. Visitors see and send names only, so a folder's
+    path never reaches the page or the API."""
+    names: dict[str, str] = {}
+    for source in models:
+        name = Path(source).name if ("/" in source and Path(source).expanduser().exists()) else source
+        while name in names:
+            name += "'"
+        names[name] = source
+    return names
 
-    def __init__(self, cache: ModelCache, runs_dir, trust_remote_code: bool, allowed: tuple[str, ...] | None = None):
+
+class Handlers:
+    """The server side of the tab. `allowed` (demo mode): public name -> source, the
+    only models served."""
+
+    def __init__(self, cache: ModelCache, runs_dir, trust_remote_code: bool, allowed: dict[str, str] | None = None):
         self.cache, self.runs_dir, self.trust, self.allowed = cache, runs_dir, trust_remote_code, allowed
 
     def check(self, source) -> str:
@@ -45,12 +59,14 @@ class Handlers:
         return source
 
     def get(self, source, device=None):
-        source = self.check(source)
+        name = self.check(source)
+        source = self.allowed[name] if self.allowed is not None else name
         try:
             return self.cache.get(source, device=device, trust_remote_code=self.trust, runs_dir=self.runs_dir,
-                                  label=source)
+                                  label=name)
         except Exception as exc:  # noqa: BLE001 - shown to the person, nothing else breaks
-            raise gr.Error(f"Could not load {source}: {exc}") from None
+            detail = exc if self.allowed is None else type(exc).__name__  # no paths in a demo's errors
+            raise gr.Error(f"Could not load {name}: {detail}") from None
 
     def loaded_summary(self) -> str:
         items = [self.cache.peek(k) for k in self.cache.loaded()]
@@ -169,8 +185,9 @@ def _column(label: str, suffix: str, choices, demo_only: bool):
 def build(cache: ModelCache, settings, demo_only: bool) -> list:
     """The Chat tab; returns the two model pickers (refreshed when the tab opens)."""
     runs_dir = settings.runs_dir
-    choices = list(settings.demo_models) if demo_only else model_choices(runs_dir)
-    h = Handlers(cache, runs_dir, settings.trust_remote_code, tuple(settings.demo_models) if demo_only else None)
+    allowed = demo_names(settings.demo_models) if demo_only else None
+    choices = list(allowed) if demo_only else model_choices(runs_dir)
+    h = Handlers(cache, runs_dir, settings.trust_remote_code, allowed)
     private = "private"
     with gr.Row():
         with gr.Column():
