@@ -17,9 +17,9 @@ def train(ctx: TrainContext) -> None:
     model = common.load_model(ctx, tokenizer)
     spec = ctx.spec
     has_generation_marks = common.has_generation_marks(tokenizer)
-    # prompt-style adapters prepend virtual tokens, which the assistant mask cannot cover
-    assistant_only = (spec.data.assistant_only_loss and has_generation_marks
-                      and spec.method.regime not in ("prefix", "prompt"))
+    # prompt-style adapters prepend virtual tokens; peft pads the labels for them with -100,
+    # so the assistant mask still lines up
+    assistant_only = spec.data.assistant_only_loss and has_generation_marks
     args = common.make_config(
         SFTConfig, ctx, data.eval,
         max_length=spec.model.max_seq_len,
