@@ -4,6 +4,8 @@ a tool result shows as pretty JSON, and Export writes a merged model that loads 
 plain AutoModelForCausalLM and matches adapter-on-base."""
 from __future__ import annotations
 
+import pytest
+
 from studio.ui.app import AppSettings
 from tests.browser import browser, serve
 from tests.conftest import spec_from
@@ -38,6 +40,7 @@ def wait_replies_done(page, timeout_s: float = 90) -> None:
     raise AssertionError("replies kept changing")
 
 
+@pytest.mark.slow  # LoRA-trains a tiny run first (~30 s CPU)
 def test_chat_streams_compares_and_exports(tmp_path, train_run):
     import torch
     from peft import PeftModel

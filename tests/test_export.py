@@ -38,6 +38,7 @@ def _logits(model, ids):
         return model(input_ids=ids).logits
 
 
+@pytest.mark.slow  # uses the LoRA run (a few training steps)
 def test_merged_export_loads_plainly_and_matches_adapter_on_base(lora_run, tmp_path):
     import torch
     from peft import PeftModel
@@ -61,6 +62,7 @@ def test_merged_export_loads_plainly_and_matches_adapter_on_base(lora_run, tmp_p
     torch.testing.assert_close(_logits(merged, ids), adapted, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow  # uses the LoRA run (a few training steps)
 def test_adapter_export_is_safetensors_and_a_full_model_is_refused(lora_run, tmp_path):
     run_dir, base = lora_run
     out = export.save_adapter(str(run_dir), tmp_path / "adapter")
@@ -166,6 +168,7 @@ def test_gguf_is_detected_and_explained(tmp_path, monkeypatch):
         export.to_gguf(tmp_path, tmp_path / "m.gguf", "q3_weird")
 
 
+@pytest.mark.slow  # uses the LoRA run (a few training steps)
 def test_cli_export_merges_a_run_by_id(lora_run, tmp_path, capsys):
     from transformers import AutoModelForCausalLM
 
