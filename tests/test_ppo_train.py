@@ -138,6 +138,30 @@ def test_value_head_shares_the_trunk_and_respects_left_padding():
     assert torch.allclose(alone_values[0], values[0, 1:].detach(), atol=1e-5)
 
 
+def test_rollout_logprobs_are_those_generate_sampled_from():
+    """The ratio's denominator must be the distribution the tokens were drawn from: the
+    scoring forward (left padding, temperature) has to reproduce generate's logits."""
+    from studio.methods.ppo_core import generate
+
+    tokenizer = word_tokenizer()
+    train, _ = word_prompts()
+    policy = tiny_llama(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id).eval()
+    trainer = PPOTrainer(policy, tokenizer, target_fraction, config(temperature=0.7))
+    torch.manual_seed(3)
+    ro = trainer.rollout(train[:8], None)
+    assert ro.attention_mask[:, :ro.prompt_len].eq(0).any()  # some prompts really are left-padded
+    torch.manual_seed(3)  # the same samples again, now with generate's own logits
+    texts = tokenizer(train[:8], return_tensors="pt", padding=True, padding_side="left")
+    out = policy.generate(**texts, do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_new_tokens=NEW_TOKENS,
+                          eos_token_id=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id,
+                          output_logits=True, return_dict_in_generate=True)
+    assert torch.equal(out.sequences, ro.sequences)
+    sampled = torch.stack(out.logits, 1).div(0.7).log_softmax(-1)
+    sampled = sampled.gather(2, out.sequences[:, ro.prompt_len:, None]).squeeze(-1)
+    assert torch.allclose(sampled * ro.mask, ro.logprobs * ro.mask, atol=1e-5)
+    assert torch.allclose(ro.ref_logprobs, ro.logprobs, atol=1e-6)  # before any update, policy == reference
+
+
 # -- the method entry, through the worker's own code path (assets/ tokenizer and data) ---
 
 
