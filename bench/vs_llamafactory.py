@@ -73,7 +73,7 @@ def run_studio(tmp: Path, model_dir: Path, regime: str, s: dict, i: int, env: di
     spec.write_text(yaml.safe_dump(studio_spec(model_dir, regime, s), sort_keys=False))
     wall = timed_run([PYTHON, "-m", "studio", "--runs-dir", str(work / "runs"), "train", str(spec)],
                      env=env, log=work / "cli.log")
-    run_dir = next((work / "runs").iterdir())
+    run_dir = next(p for p in (work / "runs").iterdir() if p.is_dir())  # not the .device.lock file
     summary = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                if '"summary"' in line][-1]
     res = {"wall": wall, "train": summary["runtime"], "samples": summary["step"] * s["batch_size"]}
