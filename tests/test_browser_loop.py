@@ -18,14 +18,20 @@ PLOT_POINTS = ("g=document.querySelector('#loss-plot .js-plotly-plot');"
                "g && g.data && g.data.length && g.data[0].x.length >= {n}")
 
 
-def progress_state(page) -> str:
-    return page.locator("#progress-info").get_attribute("data-state") or ""
+@pytest.fixture
+def runs(tmp_path):
+    """The runs folder of a test; every run left in it is stopped even if the test failed."""
+    path = tmp_path / "runs"
+    yield path
+    if path.exists():
+        for run in path.iterdir():
+            if (run / "status.json").exists():
+                jobs.stop(run)
 
 
-def test_default_run_trains_charts_and_chats(tmp_path):
+def test_default_run_trains_charts_and_chats(tmp_path, runs):
     from studio.ui.app import AppSettings
 
-    runs = tmp_path / "runs"
     shots = tmp_path / "shots"
     shots.mkdir()
     with serve(AppSettings(runs_dir=str(runs))) as url, browser() as b:
@@ -66,10 +72,9 @@ def test_default_run_trains_charts_and_chats(tmp_path):
         assert bot.inner_text().strip()
 
 
-def test_stop_mid_run_leaves_no_process(tmp_path):
+def test_stop_mid_run_leaves_no_process(runs):
     from studio.ui.app import AppSettings
 
-    runs = tmp_path / "runs"
     with serve(AppSettings(runs_dir=str(runs))) as url, browser() as b:
         page = b.new_page()
         page.goto(url)

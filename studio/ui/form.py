@@ -29,6 +29,7 @@ CHOICES: dict[str, tuple] = {
     "train.precision": S.PRECISIONS,
     "train.gradient_checkpointing": S.CHECKPOINTING,
     "train.report_to": S.REPORT_TO,
+    "train.distributed": S.DISTRIBUTED,
 }
 # Fields where the person may also type a value outside the list.
 CUSTOM_VALUES = {"method.reward"}

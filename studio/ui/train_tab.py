@@ -16,7 +16,7 @@ import gradio as gr
 from studio import charts, jobs
 from studio.launch import cli_command
 from studio.metrics import MetricsTail, read_all
-from studio.spec import DISTRIBUTED, RunSpec, SpecError
+from studio.spec import RunSpec, SpecError
 from studio.ui import form
 
 PATHS = ["name", "train.max_steps", "train.batch_size", "train.grad_accum", "train.learning_rate",
@@ -38,9 +38,7 @@ def build(spec, runs_dir) -> dict:
     with gr.Accordion("Scale out (processes, nodes, DeepSpeed / FSDP)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, SCALE_PATHS[:1], info="per node; > 1 launches through accelerate"))
-            fields["train.distributed"] = gr.Dropdown(
-                choices=list(DISTRIBUTED), value=spec.train.distributed, label="distributed",
-                elem_id=form.elem_id("train.distributed"), info="ddp, DeepSpeed ZeRO-2/3, or FSDP")
+            fields.update(form.widgets(spec, ["train.distributed"], info="ddp, DeepSpeed ZeRO-2/3, or FSDP"))
             fields.update(form.widgets(spec, SCALE_PATHS[1:]))
     return fields
 
