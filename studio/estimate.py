@@ -573,40 +573,6 @@ def kv_cache_bytes(inv: Inventory, batch: int, seq_len: int, dtype: str) -> int:
     return 2 * info["layers"] * info["kv_heads"] * info["head_dim"] * kept * batch * DTYPE_BYTES[dtype]
 
 
-# -- FLOPs and time ----------------------------------------------------------------------
-
-
-def matmul_parameters(inv: Inventory) -> int:
-    """Weights used in a matrix product per token: every linear, the head included
-    (a tied head multiplies by the embedding matrix); lookups cost nothing."""
-    return sum(n_in * n_out for _, n_in, n_out in inv.linears)
-
-
-def flops_per_token(thing, seq_len: int | None = None, method_spec=None, vocab_size: int | None = None,
-                    training: bool = True) -> float:
-    """Forward = 2 x matmul weights + 4 x layers x seq x attention width (QK^T and AV).
-    Training = 3 x forward (6N + 12 L s d); frozen weights skip their weight gradient,
-    so adapter/freeze regimes cost about forward + input gradients = 2 x forward."""
-    inv = thing if isinstance(thing, Inventory) else inventory(thing, vocab_size)
-    info = inv.info
-    seq = seq_len or info.get("max_position") or 2048
-    window = info.get("sliding_window")
-    span = min(seq, window) if window else seq
-    forward = 2 * matmul_parameters(inv) + 4 * info["layers"] * span * info["heads"] * info["head_dim"]
-    if not training:
-        return float(forward)
-    regime = getattr(method_spec, "regime", "full") if method_spec is not None else "full"
-    return float(3 * forward if regime == "full" else 2 * forward)
-
-
-def estimate_time(tokens: float, flops_per_token: float, peak_tflops: float, utilisation: float = 0.4) -> dict:
-    """Seconds for `tokens` at `utilisation` of `peak_tflops` (model FLOPs utilisation)."""
-    if peak_tflops <= 0 or not 0 < utilisation <= 1:
-        raise EstimateError("peak_tflops must be positive and utilisation in (0, 1], e.g. 0.4")
-    rate = peak_tflops * 1e12 * utilisation / flops_per_token
-    return {"tokens_per_second": rate, "seconds": tokens / rate, "hours": tokens / rate / 3600}
-
-
 def _sections(thing, method_spec, train_spec):
     """(model part, method, train) from a RunSpec or from the three sections."""
     if hasattr(thing, "model") and hasattr(thing, "train") and hasattr(thing, "method"):
@@ -625,24 +591,25 @@ def estimate_memory(thing, method_spec=None, train_spec=None, device_memory_gb: 
                     dtype: str | None = None, optimizer: str | None = None,
                     gradient_checkpointing: bool | None = None, padded: bool = True) -> dict:
     """Bytes a training step holds: weights, gradients, optimizer states, activations
-    (total = their sum), plus the inference KV cache and a fits verdict.
+    (total = their sum), plus the inference KV cache (same batch and length) and, given
+    device_memory_gb (GiB), a fits verdict.
 
-    `thing`: a RunSpec, a ModelSpec (with method_spec/train_spec), a config dict or a
-    PretrainedConfig. seq_len defaults to the spec's max_seq_len (a config's
-    max_position_embeddings, capped at 2048); batch_size to train.batch_size (the
-    per-step micro-batch). train.gradient_checkpointing "auto" counts as off.
-    padded: batches carry padding, so attention needs a mask (the usual case)."""
+    `thing`: a RunSpec, or a ModelSpec / config dict / PretrainedConfig / Inventory with
+    method_spec and train_spec. seq_len defaults to the ModelSpec's max_seq_len (for a
+    config: max_position_embeddings, at most 2048); batch_size to train.batch_size (the
+    micro-batch of one step); train.gradient_checkpointing "auto" counts as off.
+    padded: batches carry padding, so attention needs a mask (what trainers do)."""
     model_part, method_spec, train_spec = _sections(thing, method_spec, train_spec)
     inv = model_part if isinstance(model_part, Inventory) else inventory(model_part, vocab_size)
     regime = getattr(method_spec, "regime", "full") if method_spec is not None else "full"
     wdtype = _resolve_dtype(dtype, train_spec)
-    opt_name = optimizer or getattr(train_spec, "optimizer", "adamw") if train_spec is not None else optimizer or "adamw"
-    batch = batch_size or getattr(train_spec, "batch_size", 1) or 1
-    seq = seq_len or getattr(model_part, "max_seq_len", None) if not isinstance(model_part, dict) else seq_len
-    seq = seq or min(inv.info.get("max_position") or 2048, 2048)
+    opt_name = optimizer or getattr(train_spec, "optimizer", None) or "adamw"
+    batch = batch_size or getattr(train_spec, "batch_size", None) or 1
+    seq = seq_len or getattr(model_part, "max_seq_len", None) or min(inv.info.get("max_position") or 2048, 2048)
     ckpt = _checkpointing(train_spec, gradient_checkpointing)
 
     tensors = trainable_tensors(inv, method_spec)
+    # peft keeps adapters in fp32; QLoRA's other trainable weights are fp32 after prepare_model_for_kbit_training
     elem = lambda adapter: 4 if adapter or regime == "qlora" else DTYPE_BYTES[wdtype]  # noqa: E731
     adapters = sum(_numel(s) for _, s, a in tensors if a)
     weights = weight_bytes(inv, regime, wdtype, getattr(method_spec, "double_quant", True)) + adapters * 4
@@ -660,139 +627,6 @@ def estimate_memory(thing, method_spec=None, train_spec=None, device_memory_gb: 
         capacity = int(device_memory_gb * GIB)
         result.update(device_memory_bytes=capacity, fits=total <= capacity, headroom_bytes=capacity - total)
     return result
-
-
-# -- one call for the UI and the CLI ----------------------------------------------------
-
-
-def estimate(spec, device_memory_gb: float | None = None, **overrides) -> dict:
-    """Everything the Model tab shows for a RunSpec: architecture, parameters (total,
-    trainable, per component), memory breakdown, KV cache, FLOPs per token."""
-    inv = inventory(spec.model)
-    counts = count_parameters(inv)
-    memory = estimate_memory(inv, spec.method, spec.train, device_memory_gb, **overrides)
-    seq = memory["settings"]["seq_len"]
-    if overrides.get("seq_len") is None and spec.model.source == "scratch":
-        memory = estimate_memory(inv, spec.method, spec.train, device_memory_gb,
-                                 **dict(overrides, seq_len=spec.model.max_seq_len))
-        seq = spec.model.max_seq_len
-    return {
-        "architecture": architecture_of(spec.model), "model_type": inv.model_type,
-        "parameters": counts["total"], "trainable_parameters": trainable_parameters(inv, spec.method),
-        "embedding_parameters": counts["embedding"], "non_embedding_parameters": counts["non_embedding"],
-        "components": counts["components"],
-        "memory_bytes": {k: memory[k] for k in ("weights", "gradients", "optimizer", "activations", "total")},
-        "kv_cache_bytes": memory["kv_cache"], "settings": memory["settings"],
-        "flops_per_token": flops_per_token(inv, seq, spec.method),
-        **{k: memory[k] for k in ("device_memory_bytes", "fits", "headroom_bytes") if k in memory},
-    }
-
-
-def load_source(thing: str):
-    """A RunSpec for: a RunSpec/preset YAML path, a config.json path, a model folder, a
-    run directory, a preset name (presets/models/<name>.yaml) or a cached hub id.
-    Only configs are read, never weights."""
-    from studio.spec import RunSpec
-
-    import yaml
-
-    path = _resolve_path(thing)
-    preset = PRESET_DIR / f"{thing}.yaml"
-    if path is None and preset.is_file():
-        path = preset
-    if path is not None and path.is_file() and path.suffix in (".yaml", ".yml"):
-        return RunSpec.from_dict(yaml.safe_load(path.read_text()) or {}), None
-    if path is not None and path.is_dir() and (path / "spec.yaml").is_file():
-        spec = RunSpec.load(path / "spec.yaml")
-        try:
-            return spec, read_config(str(path))
-        except EstimateError:
-            return spec, None
-    config = read_config(thing)  # a config.json file, a model folder, or the hub cache
-    return RunSpec(), config
-
-
-def estimate_from_source(thing: str, *, method: str | None = None, regime: str | None = None,
-                         batch_size: int | None = None, seq_len: int | None = None,
-                         optimizer: str | None = None, dtype: str | None = None,
-                         device_memory_gb: float | None = None, gradient_checkpointing: bool | None = None) -> dict:
-    spec, config = load_source(thing)
-    if method:
-        spec.method.name = method
-    if regime:
-        spec.method.regime = regime
-    if optimizer:
-        spec.train.optimizer = optimizer
-    if batch_size:
-        spec.train.batch_size = batch_size
-    if config is None:
-        return estimate(spec, device_memory_gb, seq_len=seq_len, dtype=dtype,
-                        gradient_checkpointing=gradient_checkpointing)
-    inv = inventory(config)
-    counts = count_parameters(inv)
-    memory = estimate_memory(inv, spec.method, spec.train, device_memory_gb, seq_len=seq_len, dtype=dtype,
-                             gradient_checkpointing=gradient_checkpointing)
-    return {
-        "architecture": inv.model_type, "model_type": inv.model_type,
-        "parameters": counts["total"], "trainable_parameters": trainable_parameters(inv, spec.method),
-        "embedding_parameters": counts["embedding"], "non_embedding_parameters": counts["non_embedding"],
-        "components": counts["components"],
-        "memory_bytes": {k: memory[k] for k in ("weights", "gradients", "optimizer", "activations", "total")},
-        "kv_cache_bytes": memory["kv_cache"], "settings": memory["settings"],
-        "flops_per_token": flops_per_token(inv, memory["settings"]["seq_len"], spec.method),
-        **{k: memory[k] for k in ("device_memory_bytes", "fits", "headroom_bytes") if k in memory},
-    }
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
-
-
-def cmd_estimate(args) -> int:
-    try:
-        result = estimate_from_source(
-            args.source, method=args.method, regime=args.regime, batch_size=args.batch_size,
-            seq_len=args.seq_len, optimizer=args.optimizer, dtype=args.dtype,
-            device_memory_gb=args.device_memory_gb,
-            gradient_checkpointing=True if args.gradient_checkpointing else None)
-    except (EstimateError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    s = result["settings"]
-    print(f"{result['architecture']}: {result['parameters']:,} parameters, "
-          f"{result['trainable_parameters']:,} trainable ({s['regime']})")
-    print(f"memory ({s['dtype']}, {s['optimizer']}, batch {s['batch_size']} x {s['seq_len']} tokens"
-          f"{', checkpointing' if s['gradient_checkpointing'] else ''}):")
-    for key, value in result["memory_bytes"].items():
-        print(f"  {key:12s} {_human(value):>12s}")
-    print(f"  {'kv cache':12s} {_human(result['kv_cache_bytes']):>12s}  (inference, same batch and length)")
-    if "fits" in result:
-        print(f"fits in {_human(result['device_memory_bytes'])}: {'yes' if result['fits'] else 'no'}")
-    return 0
-
-
-def add_cli(subparsers) -> None:
-    """Register `estimate` on the studio CLI."""
-    p = subparsers.add_parser(
-        "estimate", help="parameters and training memory of a spec, config or model, without loading weights")
-    p.add_argument("source", help="SPEC.yaml | config.json | model folder | run directory | preset name")
-    p.add_argument("--method", help="method name (sft, dpo, ...)")
-    p.add_argument("--regime", choices=("full", "freeze", "lora", "qlora", "dora", "prefix", "prompt", "ia3"))
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--optimizer", choices=OPTIMIZERS)
-    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--device-memory-gb", type=float)
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_estimate)
 
 
 # -- activations -------------------------------------------------------------------------
@@ -878,3 +712,163 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
         recompute = layer + e * (H + _mlp_elements(inv, info.get("act")) * I / 2)
         return int(tokens * (layers * e * H + max(loss, recompute)) + constant)
     return int(tokens * (layers * layer + loss) + constant)
+
+
+# -- FLOPs and time ----------------------------------------------------------------------
+
+
+def matmul_parameters(inv: Inventory) -> int:
+    """Weights used in a matrix product per token: every linear, the head included
+    (a tied head multiplies by the embedding matrix); lookups cost nothing."""
+    return sum(n_in * n_out for _, n_in, n_out in inv.linears)
+
+
+def flops_per_token(thing, seq_len: int | None = None, method_spec=None, vocab_size: int | None = None,
+                    training: bool = True) -> float:
+    """Forward = 2 x matmul weights + 4 x layers x seq x attention width (QK^T and AV).
+    Training = 3 x forward (6N + 12 L s d); frozen weights skip their weight gradient,
+    so adapter/freeze regimes cost about forward + input gradients = 2 x forward."""
+    inv = thing if isinstance(thing, Inventory) else inventory(thing, vocab_size)
+    info = inv.info
+    seq = seq_len or info.get("max_position") or 2048
+    window = info.get("sliding_window")
+    span = min(seq, window) if window else seq
+    forward = 2 * matmul_parameters(inv) + 4 * info["layers"] * span * info["heads"] * info["head_dim"]
+    if not training:
+        return float(forward)
+    regime = getattr(method_spec, "regime", "full") if method_spec is not None else "full"
+    return float(3 * forward if regime == "full" else 2 * forward)
+
+
+def estimate_time(tokens: float, flops_per_token: float, peak_tflops: float, utilisation: float = 0.4) -> dict:
+    """Seconds for `tokens` at `utilisation` of `peak_tflops` (model FLOPs utilisation)."""
+    if peak_tflops <= 0 or not 0 < utilisation <= 1:
+        raise EstimateError("peak_tflops must be positive and utilisation in (0, 1], e.g. 0.4")
+    rate = peak_tflops * 1e12 * utilisation / flops_per_token
+    return {"tokens_per_second": rate, "seconds": tokens / rate, "hours": tokens / rate / 3600}
+
+
+# -- one call for the UI and the CLI ----------------------------------------------------
+
+
+def _report(inv: Inventory, model_part, method_spec, train_spec, device_memory_gb=None, **overrides) -> dict:
+    counts = count_parameters(inv)
+    memory = estimate_memory(inv if model_part is None else model_part, method_spec, train_spec,
+                             device_memory_gb, **overrides)
+    return {
+        "architecture": architecture_of(model_part) if model_part is not None else inv.model_type,
+        "model_type": inv.model_type,
+        "parameters": counts["total"], "trainable_parameters": trainable_parameters(inv, method_spec),
+        "embedding_parameters": counts["embedding"], "non_embedding_parameters": counts["non_embedding"],
+        "components": counts["components"],
+        "memory_bytes": {k: memory[k] for k in ("weights", "gradients", "optimizer", "activations", "total")},
+        "kv_cache_bytes": memory["kv_cache"], "settings": memory["settings"],
+        "flops_per_token": flops_per_token(inv, memory["settings"]["seq_len"], method_spec),
+        **{k: memory[k] for k in ("device_memory_bytes", "fits", "headroom_bytes") if k in memory},
+    }
+
+
+def estimate(spec, device_memory_gb: float | None = None, **overrides) -> dict:
+    """Everything the Model tab shows for a RunSpec: architecture, parameters (total,
+    trainable, per component), the memory breakdown, KV cache, FLOPs per token.
+    overrides: estimate_memory's keywords (seq_len, batch_size, dtype, ...)."""
+    return _report(inventory(spec.model), spec.model, spec.method, spec.train, device_memory_gb, **overrides)
+
+
+def load_source(thing: str):
+    """(RunSpec, config dict or None, from_run) for: a RunSpec/preset YAML path, a
+    config.json path, a model folder, a run directory (its spec.yaml and final/), a preset
+    name (presets/models/<name>.yaml) or a hub id in the local cache. Only configs are
+    read, never weights."""
+    import yaml
+
+    from studio.spec import RunSpec
+
+    path = _resolve_path(thing)
+    preset = PRESET_DIR / f"{thing}.yaml"
+    if path is None and preset.is_file():
+        path = preset
+    if path is not None and path.is_file() and path.suffix in (".yaml", ".yml"):
+        return RunSpec.from_dict(yaml.safe_load(path.read_text()) or {}), None, False
+    if path is not None and path.is_dir() and (path / "spec.yaml").is_file():
+        spec = RunSpec.load(path / "spec.yaml")
+        try:
+            return spec, read_config(str(path)), True  # the trained model, when final/ is there
+        except EstimateError:
+            return spec, None, True
+    return RunSpec(), read_config(thing), False
+
+
+def estimate_from_source(thing: str, *, method: str | None = None, regime: str | None = None,
+                         batch_size: int | None = None, seq_len: int | None = None,
+                         optimizer: str | None = None, dtype: str | None = None,
+                         device_memory_gb: float | None = None, gradient_checkpointing: bool | None = None) -> dict:
+    """estimate() for anything load_source reads, with the CLI's overrides."""
+    spec, config, from_run = load_source(thing)
+    if method:
+        spec.method.name = method
+    if regime:
+        spec.method.regime = regime
+    if optimizer:
+        spec.train.optimizer = optimizer
+    if batch_size:
+        spec.train.batch_size = batch_size
+    overrides = dict(seq_len=seq_len, dtype=dtype, gradient_checkpointing=gradient_checkpointing)
+    if config is None:
+        return estimate(spec, device_memory_gb, **overrides)
+    if seq_len is None and from_run:
+        overrides["seq_len"] = spec.model.max_seq_len  # the length that run trained with
+    return _report(inventory(config), None, spec.method, spec.train, device_memory_gb, **overrides)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def cmd_estimate(args) -> int:
+    try:
+        result = estimate_from_source(
+            args.source, method=args.method, regime=args.regime, batch_size=args.batch_size,
+            seq_len=args.seq_len, optimizer=args.optimizer, dtype=args.dtype,
+            device_memory_gb=args.device_memory_gb,
+            gradient_checkpointing=True if args.gradient_checkpointing else None)
+    except (EstimateError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    s = result["settings"]
+    print(f"{result['architecture']}: {result['parameters']:,} parameters, "
+          f"{result['trainable_parameters']:,} trainable ({s['regime']})")
+    print(f"memory ({s['dtype']}, {s['optimizer']}, batch {s['batch_size']} x {s['seq_len']} tokens"
+          f"{', checkpointing' if s['gradient_checkpointing'] else ''}):")
+    for key, value in result["memory_bytes"].items():
+        print(f"  {key:12s} {_human(value):>12s}")
+    print(f"  {'kv cache':12s} {_human(result['kv_cache_bytes']):>12s}  (inference, same batch and length)")
+    if "fits" in result:
+        print(f"fits in {_human(result['device_memory_bytes'])}: {'yes' if result['fits'] else 'no'}")
+    return 0
+
+
+def add_cli(subparsers) -> None:
+    """Register `estimate` on the studio CLI."""
+    p = subparsers.add_parser(
+        "estimate", help="parameters and training memory of a spec, config or model, without loading weights")
+    p.add_argument("source", help="SPEC.yaml | config.json | model folder | run directory | preset name")
+    p.add_argument("--method", help="method name (sft, dpo, ...)")
+    p.add_argument("--regime", choices=("full", "freeze", "lora", "qlora", "dora", "prefix", "prompt", "ia3"))
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--dtype", choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--device-memory-gb", type=float)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_estimate)
+
+

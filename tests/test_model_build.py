@@ -261,3 +261,26 @@ def test_presets_load_validate_and_have_their_size():
             lo, hi = expected[name]
             assert lo <= count_parameters(spec)["total"] <= hi, name
     assert architecture_of(ModelSpec(**yaml.safe_load((PRESET_DIR / "mistral-7b.yaml").read_text())["model"])) == "mistral"
+
+
+def test_studio_model_hidden_states_and_sequence_classification(tmp_path):
+    import studio.model as sm
+    from transformers import AutoModelForSequenceClassification
+
+    spec = tiny_spec(positional_encoding="alibi", norm="layernorm", activation="gelu")
+    torch.manual_seed(0)
+    model = sm.build_model(spec).eval()
+    ids = torch.randint(2, 64, (2, 7))
+    out = model(ids, output_hidden_states=True)
+    assert len(out.hidden_states) == spec.n_layers + 1
+    assert torch.allclose(model.lm_head(out.hidden_states[-1]), out.logits, atol=1e-6)
+
+    model.save_pretrained(tmp_path)
+    scorer = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=1, pad_token_id=0).eval()
+    padded = torch.cat([ids, torch.zeros(2, 2, dtype=torch.long)], dim=1)  # right padding
+    with torch.no_grad():
+        scores = scorer(padded, attention_mask=(padded != 0).long()).logits
+        trunk = scorer.model(ids).last_hidden_state[:, -1]
+    assert scores.shape == (2, 1)
+    assert torch.allclose(scores, scorer.score(trunk), atol=1e-5)
+    assert torch.equal(scorer.model.embed_tokens.weight, model.model.embed_tokens.weight)

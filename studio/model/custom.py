@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
-from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_layers import GenericForSequenceClassification, GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
 
@@ -250,7 +250,7 @@ class StudioModel(StudioPreTrainedModel):
         self.embed_tokens = value
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, **kwargs) -> BaseModelOutputWithPast:
+                inputs_embeds=None, use_cache=None, output_hidden_states=None, **kwargs) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("give exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -282,10 +282,17 @@ class StudioModel(StudioPreTrainedModel):
             attention_mask = None  # no padding: the causal fast path, no (batch, q, k) mask in memory
         mask = AttentionMask(attention_mask, past_len, s, self.config.sliding_window, slopes,
                              hidden.dtype, hidden.device)
+        collected = [] if output_hidden_states else None
         for layer in self.layers:
+            if collected is not None:
+                collected.append(hidden)
             hidden = layer(hidden, mask=mask, position_embeddings=position_embeddings,
                            past_key_values=past_key_values)
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(hidden), past_key_values=past_key_values)
+        hidden = self.norm(hidden)
+        if collected is not None:  # transformers' convention: the embeddings, each block's input, the final output
+            collected.append(hidden)
+        return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=past_key_values,
+                                       hidden_states=tuple(collected) if collected is not None else None)
 
 
 class StudioForCausalLM(StudioPreTrainedModel, GenerationMixin):
@@ -311,9 +318,10 @@ class StudioForCausalLM(StudioPreTrainedModel, GenerationMixin):
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None,
                 past_key_values: Cache | None = None, inputs_embeds=None, labels=None, use_cache=None,
-                logits_to_keep: int | torch.Tensor = 0, **kwargs) -> CausalLMOutputWithPast:
+                logits_to_keep: int | torch.Tensor = 0, output_hidden_states=None, **kwargs) -> CausalLMOutputWithPast:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache)
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:, :]
@@ -323,12 +331,19 @@ class StudioForCausalLM(StudioPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=out.past_key_values,
+                                      hidden_states=out.hidden_states)
+
+
+class StudioForSequenceClassification(GenericForSequenceClassification, StudioPreTrainedModel):
+    """The trunk with a linear score on the last non-pad token (reward models)."""
 
 
 def register() -> None:
-    """Make AutoConfig / AutoModelForCausalLM know model_type "studio" (idempotent)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Make the Auto classes know model_type "studio" (idempotent)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     AutoConfig.register("studio", StudioConfig, exist_ok=True)
+    AutoModel.register(StudioConfig, StudioModel, exist_ok=True)
     AutoModelForCausalLM.register(StudioConfig, StudioForCausalLM, exist_ok=True)
+    AutoModelForSequenceClassification.register(StudioConfig, StudioForSequenceClassification, exist_ok=True)
