@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -55,7 +56,8 @@ def bare_main(job_path: str) -> None:
     args = SFTConfig(output_dir=job["out"], report_to=[], disable_tqdm=True, save_strategy="no",
                      use_cpu=True, bf16=False, activation_checkpointing=False, logging_first_step=True,
                      include_num_input_tokens_seen="non_padding",
-                     assistant_only_loss="{% generation %}" in (tokenizer.chat_template or ""),
+                     # the template marks assistant turns with {% generation %} (or {%- generation %})
+                     assistant_only_loss=re.search(r"{%-?\s*generation\s*-?%}", tokenizer.chat_template or "") is not None,
                      **job["args"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     out = trainer.train()
