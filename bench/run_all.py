@@ -74,8 +74,10 @@ def verdict(value, target: float, lower_is_better: bool = True) -> str:
 
 
 def summary_rows(ran: dict) -> list[list]:
+    """Rows from the latest JSON of each script (this run's, or an earlier one's when
+    --only skipped it: each JSON records when it was measured)."""
     rows = []
-    t = load("train_overhead") if "train_overhead" in ran else None
+    t = load("train_overhead")
     if t:
         rows.append(["training: studio worker / bare trl, wall", fmt(t["wall_ratio"], 3), "<= 1.05",
                      verdict(t["wall_ratio"], 1.05)])
@@ -86,7 +88,7 @@ def summary_rows(ran: dict) -> list[list]:
                      verdict(t["tokens_per_s_ratio"], 1.05)])
         rows.append(["training: max |loss diff| per step", f"{t['loss_max_abs_diff']:.2e}"
                      if t["loss_max_abs_diff"] is not None else "-", "~0 (fp32)", "-"])
-    lf = load("vs_llamafactory") if "vs_llamafactory" in ran else None
+    lf = load("vs_llamafactory")
     if lf:
         for regime, job in lf["jobs"].items():
             if job.get("wall_ratio") is not None:
@@ -95,7 +97,7 @@ def summary_rows(ran: dict) -> list[list]:
             else:
                 rows.append([f"vs LlamaFactory ({regime}): wall", "-", "<= 0.75",
                              "not run: " + (job.get("llamafactory_error") or "?")[:60]])
-    ui = load("ui_latency") if "ui_latency" in ran else None
+    ui = load("ui_latency")
     if ui:
         ps = ui["page_served"]
         rows.append(["page served: studio / bare gradio", fmt(ps["ratio"], 3), "-",
@@ -103,7 +105,7 @@ def summary_rows(ran: dict) -> list[list]:
         chart = ui.get("metric_to_chart") or {}
         rows.append(["metric line -> on the chart (median s)", fmt(chart.get("median_s")), "-",
                      chart.get("error", "")[:60] if chart.get("error") else ""])
-    chat = load("chat_latency") if "chat_latency" in ran else None
+    chat = load("chat_latency")
     if chat:
         rows.append(["chat: studio / bare first text", fmt(chat["first_token_ratio"], 3), "<= 1.1",
                      verdict(chat["first_token_ratio"], 1.1)])
