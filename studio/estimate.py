@@ -702,6 +702,12 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
         layers = min(L, method_spec.freeze_trainable_layers)  # no gradient flows below the trained blocks
 
     loss = 12 * V + (0 if frozen else e * 3 * H)  # per token
+    # A head tied to a trained embedding: autograd holds the head's share of the shared
+    # gradient (V x H) from the head's backward until the embedding's share arrives.
+    embedding = f"{inv.embeddings[0][0]}.weight" if inv.embeddings else None
+    tied_buffer = 0
+    if info.get("tied") and embedding and any(n == embedding for n, _, _ in trainable_tensors(inv, method_spec)):
+        tied_buffer = V * H * e
     constant = 0  # masks built once per step (the studio model's)
     if studio:
         heads = nh if info.get("position") == "alibi" else 1
@@ -710,8 +716,11 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
             constant = rows * heads * seq * keys * e
     if checkpointing:
         recompute = layer + e * (H + _mlp_elements(inv, info.get("act")) * I / 2)
-        return int(tokens * (layers * e * H + max(loss, recompute)) + constant)
-    return int(tokens * (layers * layer + loss) + constant)
+        if frozen and not rms:
+            recompute += e * 4 * H  # measured: LayerNorm blocks under adapters keep 4H more while recomputed
+        peak = max(tokens * loss, tokens * recompute + tied_buffer)
+        return int(tokens * layers * e * H + peak + constant)
+    return int(tokens * layers * layer + max(tokens * loss, tied_buffer) + constant)
 
 
 # -- FLOPs and time ----------------------------------------------------------------------

@@ -233,6 +233,9 @@ ACTIVATION_CASES = [
     ("llama-bf16", {}, "full", "bf16", False, True),
     ("llama-checkpointing", {}, "full", "fp32", True, True),
     ("studio-checkpointing", dict(positional_encoding="alibi", norm="layernorm"), "full", "fp32", True, True),
+    # wide and tied: the head's share of the shared gradient (V x H) outlives the recompute
+    ("llama-checkpointing-tied-wide", dict(d_model=256, n_heads=8, n_kv_heads=4, d_ff=704, vocab_size=1024), "full", "fp32", True, True),
+    ("studio-lora-checkpointing", dict(positional_encoding="alibi", norm="layernorm", activation="gelu"), "lora", "fp32", True, True),
     ("llama-lora", {}, "lora", "fp32", False, True),
     ("studio-lora", dict(positional_encoding="sinusoidal", norm="layernorm", activation="silu"), "lora", "fp32", False, True),
     ("llama-qlora", {}, "qlora", "fp32", False, True),
