@@ -4,6 +4,7 @@ Run from the repository root:
 
     .venv/bin/python bench/estimate_memory.py            # full, LoRA, QLoRA at three sizes
     .venv/bin/python bench/estimate_memory.py --quick    # the smallest size only
+    .venv/bin/python bench/estimate_memory.py --precision bf16   # mixed precision (autocast)
     .venv/bin/python bench/estimate_memory.py --out runs/bench/memory.json
 
 For each case it builds the model, applies the regime, runs two optimizer steps and
@@ -115,8 +116,10 @@ def held_bytes(model, optimizer) -> dict:
     }
 
 
-def activation_peak(model, ids, mask, optimizer, checkpointing: bool = False) -> tuple[int, dict]:
-    """(activation peak bytes, held bytes after the step), measured on the second step."""
+def activation_peak(model, ids, mask, optimizer, checkpointing: bool = False,
+                    autocast: torch.dtype | None = None) -> tuple[int, dict]:
+    """(activation peak bytes, held bytes after the step), measured on the second step.
+    autocast: run the forward under torch.autocast (mixed precision, as the Trainer does)."""
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
@@ -127,7 +130,8 @@ def activation_peak(model, ids, mask, optimizer, checkpointing: bool = False) ->
         existing = (list(model.parameters()) + list(model.buffers()) + quant_tensors(model)
                     + [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)])
         with AllocationLog(existing) as log:
-            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+            with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
             loss.backward()
             del loss
         peak = log.peak_excluding([p.grad for p in model.parameters()])
@@ -161,23 +165,29 @@ REGIMES = {"full": MethodSpec(regime="full"), "lora": MethodSpec(regime="lora", 
            "qlora": MethodSpec(regime="qlora", lora_r=16)}
 
 
-def run_case(size: str, arch: str, regime: str, batch: int, seq: int, checkpointing: bool, device: str) -> dict:
+def run_case(size: str, arch: str, regime: str, batch: int, seq: int, checkpointing: bool, device: str,
+             precision: str = "fp32") -> dict:
+    """One row. precision bf16 runs as the studio's worker does: autocast over fp32
+    trained weights, a frozen base stored in bf16."""
     import studio.model as sm
 
     spec = ModelSpec(**SIZES[size], **ARCHS[arch], max_seq_len=seq)
     method = REGIMES[regime]
-    train = TrainSpec(batch_size=batch, optimizer="adamw", precision="fp32",
+    train = TrainSpec(batch_size=batch, optimizer="adamw", precision=precision,
                       gradient_checkpointing="on" if checkpointing else "off")
+    half = precision == "bf16"
+    dtype = "bf16" if half and regime != "full" else "fp32"
     torch.manual_seed(0)
-    model = sm.apply_regime(sm.build_or_load(spec, None, method, device=device if regime == "qlora" else "cpu"), method)
+    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=dtype,
+                                             device=device if regime == "qlora" else "cpu"), method)
     ids = torch.randint(0, spec.vocab_size, (batch, seq))
     mask = torch.ones_like(ids)
     mask[0, : seq // 4] = 0  # padded batches, as trainers make them
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     guess = est.estimate_memory(spec, method, train)
     t0 = time.time()
-    peak, held = activation_peak(model, ids, mask, optimizer, checkpointing)
-    row = {"size": size, "arch": arch, "regime": regime, "batch": batch, "seq": seq,
+    peak, held = activation_peak(model, ids, mask, optimizer, checkpointing, torch.bfloat16 if half else None)
+    row = {"size": size, "arch": arch, "regime": regime, "batch": batch, "seq": seq, "precision": precision,
            "checkpointing": checkpointing, "parameters": est.count_parameters(spec)["total"],
            "estimate": {k: guess[k] for k in ("weights", "gradients", "optimizer", "activations", "total")},
            "measured": {**held, "activations": peak, "total": sum(held.values()) + peak},
@@ -195,6 +205,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the small size")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: autocast over fp32 trained weights, as the studio trains")
     parser.add_argument("--out", default="runs/bench/estimate_memory.json")
     args = parser.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -207,7 +219,7 @@ def main(argv=None) -> int:
         for arch in ARCHS:
             for regime in REGIMES:
                 for ckpt in (False, True) if regime != "qlora" else (False,):
-                    row = run_case(size, arch, regime, args.batch, args.seq, ckpt, device)
+                    row = run_case(size, arch, regime, args.batch, args.seq, ckpt, device, args.precision)
                     rows.append(row)
                     name = f"{size}/{arch}/{regime}{'/ckpt' if ckpt else ''}"
                     for part in ("weights", "gradients", "optimizer", "activations", "total"):

@@ -8,8 +8,11 @@ names the built model has, so freeze rules and LoRA/IA3 targets are matched agai
 them exactly as studio.model.adapters and peft match them on the real model.
 
 Conventions (what a real training step holds; see tests/test_estimate.py):
-- weights: every parameter in the chosen dtype; QLoRA: bitsandbytes 4-bit packing with
-  its quantisation state, other parameters in fp32 (prepare_model_for_kbit_training).
+- weights: every parameter in its storage dtype. bf16/fp16 training is mixed precision
+  as the studio's worker runs it: trained weights stay fp32 under autocast, a frozen base
+  under adapters sits in half precision (mixed_precision=False: all in the dtype).
+  QLoRA: bitsandbytes 4-bit packing with its quantisation state, other parameters in
+  fp32 (prepare_model_for_kbit_training).
 - adapters (LoRA, DoRA, IA3, prefix, prompt) are fp32, as peft keeps them.
 - gradients: one per trainable parameter, in that parameter's dtype.
 - optimizer: adamw = torch AdamW (2 states + a 4-byte step tensor per parameter);
@@ -589,20 +592,27 @@ def _checkpointing(train_spec, override) -> bool:
 def estimate_memory(thing, method_spec=None, train_spec=None, device_memory_gb: float | None = None, *,
                     vocab_size: int | None = None, seq_len: int | None = None, batch_size: int | None = None,
                     dtype: str | None = None, optimizer: str | None = None,
-                    gradient_checkpointing: bool | None = None, padded: bool = True) -> dict:
+                    gradient_checkpointing: bool | None = None, padded: bool = True,
+                    mixed_precision: bool = True) -> dict:
     """Bytes a training step holds: weights, gradients, optimizer states, activations
     (total = their sum), plus the inference KV cache (same batch and length) and, given
     device_memory_gb (GiB), a fits verdict.
 
     `thing`: a RunSpec, or a ModelSpec / config dict / PretrainedConfig / Inventory with
-    method_spec and train_spec. seq_len defaults to the ModelSpec's max_seq_len (for a
-    config: max_position_embeddings, at most 2048); batch_size to train.batch_size (the
-    micro-batch of one step); train.gradient_checkpointing "auto" counts as off.
-    padded: batches carry padding, so attention needs a mask (what trainers do)."""
+    method_spec and train_spec. dtype: the training precision (default train.precision;
+    "auto" = fp32). With mixed_precision (the studio worker's way) bf16/fp16 training keeps
+    trainable weights in fp32 and autocasts, while a frozen base under adapters is stored
+    in half precision; mixed_precision=False stores every weight in dtype.
+    seq_len defaults to the ModelSpec's max_seq_len (a config: max_position_embeddings,
+    at most 2048); batch_size to train.batch_size (one step's micro-batch);
+    train.gradient_checkpointing "auto" counts as off. padded: batches carry padding, so
+    attention needs a mask (what trainers do)."""
     model_part, method_spec, train_spec = _sections(thing, method_spec, train_spec)
     inv = model_part if isinstance(model_part, Inventory) else inventory(model_part, vocab_size)
     regime = getattr(method_spec, "regime", "full") if method_spec is not None else "full"
-    wdtype = _resolve_dtype(dtype, train_spec)
+    compute = _resolve_dtype(dtype, train_spec)
+    mixed = mixed_precision and compute != "fp32"
+    storage = "fp32" if mixed and regime in ("full", "freeze") else compute
     opt_name = optimizer or getattr(train_spec, "optimizer", None) or "adamw"
     batch = batch_size or getattr(train_spec, "batch_size", None) or 1
     seq = seq_len or getattr(model_part, "max_seq_len", None) or min(inv.info.get("max_position") or 2048, 2048)
@@ -610,18 +620,19 @@ def estimate_memory(thing, method_spec=None, train_spec=None, device_memory_gb: 
 
     tensors = trainable_tensors(inv, method_spec)
     # peft keeps adapters in fp32; QLoRA's other trainable weights are fp32 after prepare_model_for_kbit_training
-    elem = lambda adapter: 4 if adapter or regime == "qlora" else DTYPE_BYTES[wdtype]  # noqa: E731
+    elem = lambda adapter: 4 if adapter or regime == "qlora" else DTYPE_BYTES[storage]  # noqa: E731
     adapters = sum(_numel(s) for _, s, a in tensors if a)
-    weights = weight_bytes(inv, regime, wdtype, getattr(method_spec, "double_quant", True)) + adapters * 4
+    weights = weight_bytes(inv, regime, storage, getattr(method_spec, "double_quant", True)) + adapters * 4
     gradients = sum(_numel(s) * elem(a) for _, s, a in tensors)
     opt = optimizer_bytes(opt_name, [(n, s, elem(a)) for n, s, a in tensors], [e[0] for e in inv.embeddings])
-    acts = activation_bytes(inv, method_spec, batch, seq, wdtype, ckpt, padded)
+    acts = activation_bytes(inv, method_spec, batch, seq, compute, ckpt, padded, autocast=mixed)
     total = weights + gradients + opt + acts
     result = {
         "weights": weights, "gradients": gradients, "optimizer": opt, "activations": acts, "total": total,
-        "kv_cache": kv_cache_bytes(inv, batch, seq, "fp32" if regime == "qlora" else wdtype),
-        "settings": {"dtype": wdtype, "regime": regime, "optimizer": opt_name, "batch_size": batch,
-                     "seq_len": seq, "gradient_checkpointing": ckpt, "padded": padded},
+        "kv_cache": kv_cache_bytes(inv, batch, seq, "fp32" if regime == "qlora" and not mixed else compute),
+        "settings": {"dtype": compute, "weights_dtype": storage, "mixed_precision": mixed, "regime": regime,
+                     "optimizer": opt_name, "batch_size": batch, "seq_len": seq,
+                     "gradient_checkpointing": ckpt, "padded": padded},
     }
     if device_memory_gb is not None:
         capacity = int(device_memory_gb * GIB)
@@ -662,9 +673,11 @@ def _lora_extra(inv: Inventory, method_spec, layer_index: int = 0) -> tuple[floa
 
 
 def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: str,
-                     checkpointing: bool = False, padded: bool = True) -> int:
+                     checkpointing: bool = False, padded: bool = True, autocast: bool = False) -> int:
     """Peak bytes a forward+backward keeps besides weights, gradients and optimizer
-    states: saved activations, attention masks, logits and the loss's buffers."""
+    states: saved activations, attention masks, logits and the loss's buffers.
+    dtype: the compute dtype; autocast: half-precision compute over fp32 trainable
+    weights (torch.autocast, as the Trainer runs bf16/fp16)."""
     info = inv.info
     H, I, nh, V, L = info["hidden"], info["ffn"], info["heads"], info["vocab"], info["layers"]
     kv = info["kv_heads"] * info["head_dim"]
@@ -692,22 +705,28 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
     if dropout > 0:  # attention dropout leaves the fused kernel and keeps the probabilities
         layer += 13 * nh * min(keys, window or keys)
     frozen = regime not in ("full", "freeze")
+    hf_rms = rms and not studio
+    if autocast:
+        # measured: fp32 copies where autocast runs in fp32 (norms, the residual stream, rotary)
+        layer += 4 * (2.5 * H + 2 * kv) if hf_rms else 4 * (4 if frozen else 2) * H
     if regime in ("lora", "dora", "qlora"):
         extra, _ = _lora_extra(inv, method_spec)
-        layer += 4 * extra - (e * 2 * H if method_spec.lora_dropout == 0 else 0)
+        layer += (e if autocast else 4) * extra - (e * 2 * H if method_spec.lora_dropout == 0 else 0)
     elif frozen:
         layer -= e * 2 * H  # frozen weights need no saved inputs for weight gradients
     layers = L
     if regime == "freeze" and not any(f.strip() and "embed" in f for f in method_spec.freeze_extra_modules.split(",")):
         layers = min(L, method_spec.freeze_trainable_layers)  # no gradient flows below the trained blocks
 
-    loss = 12 * V + (0 if frozen else e * 3 * H)  # per token
+    loss = 12 * V + (0 if frozen else (10 if autocast else e * 3) * H)  # per token
+    # autocast keeps a half-precision copy of each trained linear weight for the backward
+    copies = 2 * matmul_parameters(inv) if autocast and not frozen else 0
     # A head tied to a trained embedding: autograd holds the head's share of the shared
     # gradient (V x H) from the head's backward until the embedding's share arrives.
     embedding = f"{inv.embeddings[0][0]}.weight" if inv.embeddings else None
     tied_buffer = 0
     if info.get("tied") and embedding and any(n == embedding for n, _, _ in trainable_tensors(inv, method_spec)):
-        tied_buffer = V * H * e
+        tied_buffer = V * H * (4 if autocast else e)
     constant = 0  # masks built once per step (the studio model's)
     if studio:
         heads = nh if info.get("position") == "alibi" else 1
@@ -719,8 +738,8 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
         if frozen and not rms:
             recompute += e * 4 * H  # measured: LayerNorm blocks under adapters keep 4H more while recomputed
         peak = max(tokens * loss, tokens * recompute + tied_buffer)
-        return int(tokens * layers * e * H + peak + constant)
-    return int(tokens * layers * layer + max(tokens * loss, tied_buffer) + constant)
+        return int(tokens * layers * e * H + peak + constant + copies)
+    return int(tokens * layers * layer + max(tokens * loss, tied_buffer) + constant + copies)
 
 
 # -- FLOPs and time ----------------------------------------------------------------------

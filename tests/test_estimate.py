@@ -183,60 +183,79 @@ def _make_optimizer(name, model):
 
 
 MEMORY_CASES = [
-    # (name, spec overrides, regime, optimizer, dtype)
-    ("llama-adamw-fp32", {}, "full", "adamw", "fp32"),
-    ("studio-adamw-bf16", dict(positional_encoding="alibi", norm="layernorm", activation="gelu", attention_bias=True), "full", "adamw", "bf16"),
-    ("llama-adafactor", dict(tie_embeddings=False), "full", "adafactor", "fp32"),
-    ("llama-adafactor-bf16", {}, "full", "adafactor", "bf16"),
-    ("mistral-lion", dict(sliding_window=8), "full", "lion", "fp32"),
-    ("llama-adamw8bit", dict(tie_embeddings=False), "full", "adamw_8bit", "fp32"),
-    ("llama-muon", {}, "full", "muon", "fp32"),
-    ("llama-sophia", {}, "full", "sophia", "fp32"),
-    ("llama-freeze", {}, "freeze", "adamw", "fp32"),
-    ("studio-lora", dict(positional_encoding="sinusoidal", activation="relu"), "lora", "adamw", "fp32"),
-    ("llama-lora-bf16", {}, "lora", "adamw", "bf16"),
-    ("llama-dora-8bit", dict(d_model=128, d_ff=256), "dora", "adamw_8bit", "fp32"),
-    ("llama-qlora", dict(d_model=128, d_ff=256), "qlora", "adamw", "fp32"),
-    ("studio-qlora-nodq", dict(norm="layernorm", d_model=128, d_ff=256), "qlora", "adafactor", "fp32"),
+    # (name, spec overrides, regime, optimizer, precision, mixed precision)
+    ("llama-adamw-fp32", {}, "full", "adamw", "fp32", True),
+    ("studio-adamw-bf16", dict(positional_encoding="alibi", norm="layernorm", activation="gelu", attention_bias=True), "full", "adamw", "bf16", False),
+    ("llama-adamw-bf16-mixed", {}, "full", "adamw", "bf16", True),
+    ("llama-adafactor", dict(tie_embeddings=False), "full", "adafactor", "fp32", True),
+    ("llama-adafactor-bf16", {}, "full", "adafactor", "bf16", False),
+    ("mistral-lion", dict(sliding_window=8), "full", "lion", "fp32", True),
+    ("llama-adamw8bit", dict(tie_embeddings=False), "full", "adamw_8bit", "fp32", True),
+    ("llama-muon", {}, "full", "muon", "fp32", True),
+    ("llama-sophia", {}, "full", "sophia", "fp32", True),
+    ("llama-freeze", {}, "freeze", "adamw", "fp32", True),
+    ("llama-freeze-bf16-mixed", {}, "freeze", "adamw", "bf16", True),
+    ("studio-lora", dict(positional_encoding="sinusoidal", activation="relu"), "lora", "adamw", "fp32", True),
+    ("llama-lora-bf16", {}, "lora", "adamw", "bf16", False),
+    ("studio-lora-bf16-mixed", dict(norm="layernorm"), "lora", "adamw", "bf16", True),
+    ("llama-dora-8bit", dict(d_model=128, d_ff=256), "dora", "adamw_8bit", "fp32", True),
+    ("llama-qlora", dict(d_model=128, d_ff=256), "qlora", "adamw", "fp32", True),
+    ("studio-qlora-nodq", dict(norm="layernorm", d_model=128, d_ff=256), "qlora", "adafactor", "fp32", True),
 ]
+
+
+def _storage_dtype(regime: str, precision: str, mixed: bool):
+    """The dtype the studio's worker loads weights in (studio.methods.common.load_model):
+    trained weights stay fp32 under mixed precision, a frozen base goes half."""
+    if regime == "qlora":
+        return None
+    if mixed and regime in ("full", "freeze"):
+        return "fp32"
+    return precision
 
 
 @pytest.mark.parametrize("case", MEMORY_CASES, ids=[c[0] for c in MEMORY_CASES])
 def test_weights_gradients_optimizer_match_a_real_step_byte_for_byte(case):
     import studio.model as sm
 
-    name, overrides, regime, optimizer, dtype = case
+    name, overrides, regime, optimizer, precision, mixed = case
     spec = ModelSpec(**{**dict(vocab_size=96, d_model=64, n_heads=4, n_kv_heads=2, d_ff=96, n_layers=2), **overrides})
     method = MethodSpec(regime=regime, lora_r=4, double_quant="nodq" not in name)
-    train = TrainSpec(optimizer=optimizer, precision=dtype, batch_size=2)
+    train = TrainSpec(optimizer=optimizer, precision=precision, batch_size=2)
     torch.manual_seed(0)
-    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=None if regime == "qlora" else dtype), method)
+    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=_storage_dtype(regime, precision, mixed)), method)
     opt = _make_optimizer(optimizer, model)
     ids = torch.randint(0, 96, (2, 12))
     model.train()
-    model(input_ids=ids, labels=ids).loss.backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed and precision == "bf16"):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
     opt.step()
     real = BENCH.held_bytes(model, opt)
-    guess = est.estimate_memory(spec, method, train)
+    guess = est.estimate_memory(spec, method, train, mixed_precision=mixed)
     assert {k: guess[k] for k in real} == real
 
 
 # -- activations: within 15% of a measured peak ------------------------------------------
 
 ACTIVATION_CASES = [
-    # (name, spec overrides, regime, dtype, checkpointing, padded batch)
+    # (name, spec overrides, regime, precision, checkpointing, padded batch); bf16 is
+    # autocast over fp32 trained weights (mixed) unless the name says "pure"
     ("llama", {}, "full", "fp32", False, True),
     ("llama-unpadded", {}, "full", "fp32", False, False),
     ("mistral", dict(sliding_window=16), "full", "fp32", False, False),
     ("studio-sinusoidal-layernorm-gelu", dict(positional_encoding="sinusoidal", norm="layernorm", activation="gelu"), "full", "fp32", False, True),
     ("studio-alibi-relu", dict(positional_encoding="alibi", activation="relu"), "full", "fp32", False, True),
-    ("llama-bf16", {}, "full", "bf16", False, True),
+    ("llama-bf16-pure", {}, "full", "bf16", False, True),
+    ("llama-bf16-autocast", {}, "full", "bf16", False, True),
+    ("studio-bf16-autocast", dict(positional_encoding="alibi", norm="layernorm", activation="gelu"), "full", "bf16", False, True),
     ("llama-checkpointing", {}, "full", "fp32", True, True),
     ("studio-checkpointing", dict(positional_encoding="alibi", norm="layernorm"), "full", "fp32", True, True),
     # wide and tied: the head's share of the shared gradient (V x H) outlives the recompute
     ("llama-checkpointing-tied-wide", dict(d_model=256, n_heads=8, n_kv_heads=4, d_ff=704, vocab_size=1024), "full", "fp32", True, True),
     ("studio-lora-checkpointing", dict(positional_encoding="alibi", norm="layernorm", activation="gelu"), "lora", "fp32", True, True),
     ("llama-lora", {}, "lora", "fp32", False, True),
+    ("llama-lora-bf16-autocast", {}, "lora", "bf16", False, True),
     ("studio-lora", dict(positional_encoding="sinusoidal", norm="layernorm", activation="silu"), "lora", "fp32", False, True),
     ("llama-qlora", {}, "qlora", "fp32", False, True),
     ("llama-freeze", {}, "freeze", "fp32", False, True),
@@ -247,20 +266,22 @@ ACTIVATION_CASES = [
 def test_activations_within_15_percent_of_the_measured_peak(case):
     import studio.model as sm
 
-    name, overrides, regime, dtype, checkpointing, padded = case
+    name, overrides, regime, precision, checkpointing, padded = case
+    mixed = "pure" not in name
     spec = ModelSpec(**{**dict(vocab_size=256, d_model=64, n_heads=4, n_kv_heads=2, d_ff=160, n_layers=2), **overrides})
     method = MethodSpec(regime=regime, lora_r=8, freeze_trainable_layers=1)
     torch.manual_seed(0)
-    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=None if regime == "qlora" else dtype), method)
+    model = sm.apply_regime(sm.build_or_load(spec, None, method, dtype=_storage_dtype(regime, precision, mixed)), method)
     batch, seq = 4, 64
     ids = torch.randint(0, 256, (batch, seq))
     mask = torch.ones_like(ids)
     if padded:
         mask[0, :16] = 0
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    measured, _ = BENCH.activation_peak(model, ids, mask, optimizer, checkpointing)
-    train = TrainSpec(batch_size=batch, precision=dtype, gradient_checkpointing="on" if checkpointing else "off")
-    guess = est.estimate_memory(spec, method, train, seq_len=seq, padded=padded)["activations"]
+    autocast = torch.bfloat16 if mixed and precision == "bf16" else None
+    measured, _ = BENCH.activation_peak(model, ids, mask, optimizer, checkpointing, autocast)
+    train = TrainSpec(batch_size=batch, precision=precision, gradient_checkpointing="on" if checkpointing else "off")
+    guess = est.estimate_memory(spec, method, train, seq_len=seq, padded=padded, mixed_precision=mixed)["activations"]
     assert abs(guess / measured - 1) < 0.15, (guess, measured)
 
 
