@@ -738,6 +738,8 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
         if frozen and not rms:
             recompute += e * 4 * H  # measured: LayerNorm blocks under adapters keep 4H more while recomputed
         peak = max(tokens * loss, tokens * recompute + tied_buffer)
+        if copies:  # checkpointed blocks re-cast their weights one block at a time; the head's copy stays
+            copies = 2 * (V * H + (matmul_parameters(inv) - V * H) / max(L, 1))
         return int(tokens * layers * e * H + peak + constant + copies)
     return int(tokens * layers * layer + max(tokens * loss, tied_buffer) + constant + copies)
 

@@ -250,6 +250,7 @@ ACTIVATION_CASES = [
     ("llama-bf16-autocast", {}, "full", "bf16", False, True),
     ("studio-bf16-autocast", dict(positional_encoding="alibi", norm="layernorm", activation="gelu"), "full", "bf16", False, True),
     ("llama-checkpointing", {}, "full", "fp32", True, True),
+    ("llama-checkpointing-bf16-autocast", dict(n_layers=4), "full", "bf16", True, True),
     ("studio-checkpointing", dict(positional_encoding="alibi", norm="layernorm"), "full", "fp32", True, True),
     # wide and tied: the head's share of the shared gradient (V x H) outlives the recompute
     ("llama-checkpointing-tied-wide", dict(d_model=256, n_heads=8, n_kv_heads=4, d_ff=704, vocab_size=1024), "full", "fp32", True, True),
@@ -341,14 +342,19 @@ def test_memory_sections_fit_verdict_and_runspec():
     parts = ("weights", "gradients", "optimizer", "activations")
     assert full["total"] == sum(full[k] for k in parts)
     n = est.count_parameters(spec.model)["total"]
-    assert full["weights"] == 2 * n and full["gradients"] == 2 * n
+    # bf16 is mixed precision: fp32 weights and gradients under autocast; pure bf16 halves them
+    assert full["weights"] == 4 * n and full["gradients"] == 4 * n and full["settings"]["weights_dtype"] == "fp32"
+    pure = est.estimate_memory(spec, mixed_precision=False)
+    assert pure["weights"] == 2 * n and pure["gradients"] == 2 * n and pure["activations"] < full["activations"]
     assert est.estimate_memory(spec, device_memory_gb=8)["fits"] is False
     assert full["fits"] is True
     qlora = est.estimate_memory(spec.model, MethodSpec(regime="qlora"), spec.train)
     assert qlora["weights"] < full["weights"] / 2 and qlora["optimizer"] < full["optimizer"] / 20
     ckpt = est.estimate_memory(spec, gradient_checkpointing=True)
     assert ckpt["activations"] < full["activations"] / 3
-    assert est.estimate_memory(spec, batch_size=8)["activations"] > 1.9 * full["activations"]
+    act = {b: est.estimate_memory(spec, batch_size=b, seq_len=1024)["activations"] for b in (2, 4, 8)}
+    assert act[8] - act[4] == pytest.approx(2 * (act[4] - act[2]))  # linear in the batch
+    assert act[2] > est.estimate_memory(spec, batch_size=2, seq_len=512)["activations"]
 
 
 # -- sources and the CLI ------------------------------------------------------------------
@@ -391,7 +397,8 @@ def test_cli_for_each_kind_of_source(tmp_path, capsys):
     assert _cli(["estimate", str(tmp_path / "spec.yaml"), "--regime", "full", "--optimizer", "lion",
                  "--dtype", "bf16", "--device-memory-gb", "1", "--json"]) == 0
     full = json.loads(capsys.readouterr().out)
-    assert full["trainable_parameters"] == real and full["memory_bytes"]["weights"] == 2 * real
+    assert full["trainable_parameters"] == real and full["memory_bytes"]["weights"] == 4 * real  # fp32 under autocast
+    assert full["settings"]["dtype"] == "bf16" and full["settings"]["mixed_precision"]
     assert full["memory_bytes"]["optimizer"] == 4 * real and full["fits"] is True
     assert _cli(["estimate", "tiny"]) == 0
     assert "parameters" in capsys.readouterr().out
