@@ -709,6 +709,8 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
     if autocast:
         # measured: fp32 copies where autocast runs in fp32 (norms, the residual stream, rotary)
         layer += 4 * (2.5 * H + 2 * kv) if hf_rms else 4 * (4 if frozen else 2) * H
+        if regime == "qlora":  # its norms and embeddings are fp32 (prepare_model_for_kbit_training)
+            layer += (22 if hf_rms else 16) * H
     if regime in ("lora", "dora", "qlora"):
         extra, _ = _lora_extra(inv, method_spec)
         layer += (e if autocast else 4) * extra - (e * 2 * H if method_spec.lora_dropout == 0 else 0)
@@ -737,10 +739,13 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
         recompute = layer + e * (H + _mlp_elements(inv, info.get("act")) * I / 2)
         if frozen and not rms:
             recompute += e * 4 * H  # measured: LayerNorm blocks under adapters keep 4H more while recomputed
-        peak = max(tokens * loss, tokens * recompute + tied_buffer)
-        if copies:  # checkpointed blocks re-cast their weights one block at a time; the head's copy stays
-            copies = 2 * (V * H + (matmul_parameters(inv) - V * H) / max(L, 1))
-        return int(tokens * layers * e * H + peak + constant + copies)
+        if frozen and autocast:  # measured: a recomputed half-precision block under adapters keeps more
+            recompute += (29 if hf_rms else 12) * H
+        # The loss is computed inside the autocast forward, whose weight cache still holds
+        # every block's half copy; the backward re-casts one block at a time (and the head's stays).
+        back_copies = 2 * (V * H + (matmul_parameters(inv) - V * H) / max(L, 1)) if copies else 0
+        peak = max(tokens * loss + copies, tokens * recompute + tied_buffer + back_copies)
+        return int(tokens * layers * e * H + peak + constant)
     return int(tokens * layers * layer + max(tokens * loss, tied_buffer) + constant + copies)
 
 
