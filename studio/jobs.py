@@ -61,7 +61,7 @@ def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
 def read_status(run_dir: str | Path) -> dict:
     try:
         return json.loads((Path(run_dir) / "status.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError):  # missing, or not a run dir (e.g. the lock file)
         return {"state": "unknown"}
 
 
@@ -209,6 +209,8 @@ def stop(run_dir: str | Path, save: bool = False, timeout: float = 60.0) -> dict
     exits; without, the whole process group gets SIGTERM at once. Either way the group
     is SIGKILLed if anything is still alive after the grace period."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return {"state": "unknown"}
     st = read_status(run_dir)
     pgid = st.get("pgid") or st.get("pid")
     request_stop(run_dir, save)

@@ -27,6 +27,16 @@ TINY_MODEL = dict(source="scratch", tokenizer="assets/tokenizer", positional_enc
                   n_layers=4, max_seq_len=128)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _temp_dir_is_a_data_root():
+    """Re-assert, at each module's start (before its module fixtures), that the temp dir
+    is an allowed data root, whatever an earlier module left in the environment."""
+    parts = [p for p in os.environ.get("STUDIO_DATA_ROOTS", "").split(os.pathsep) if p]
+    if tempfile.gettempdir() not in parts:
+        os.environ["STUDIO_DATA_ROOTS"] = os.pathsep.join(parts + [tempfile.gettempdir()])
+    yield
+
+
 def run_in_process(spec: RunSpec, runs_dir: Path) -> Path:
     """Create a run dir and run its method exactly as the worker does (same callbacks,
     same files), minus the subprocess. Fails the test with the worker's error."""
