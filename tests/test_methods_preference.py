@@ -24,7 +24,7 @@ RECIPES = {
     "dpo": ({"beta": 0.1}, 1e-3, 32),
     "orpo": ({"beta": 0.5}, 3e-3, 32),
     "simpo": ({"beta": 2.0, "simpo_gamma": 0.5}, 2e-3, 32),
-    "kto": ({"beta": 0.1}, 1e-3, 16),
+    "kto": ({"beta": 0.1}, 1e-3, 32),
 }
 KEYS = {
     "dpo": ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
@@ -127,7 +127,7 @@ def test_policy_comes_to_prefer_the_chosen_answers(name, sft_policy, pairs, pair
 @pytest.mark.slow
 def test_dpo_with_lora_trains_the_adapter_against_the_frozen_base(sft_policy, pairs, pairs_file, before,
                                                                   train_run):
-    run_dir = train_run(preference_spec(sft_policy, "dpo", pairs_file, regime="lora", steps=8))
+    run_dir = train_run(preference_spec(sft_policy, "dpo", pairs_file, regime="lora", steps=16))
     final = run_dir / "final"
     assert (final / "adapter_config.json").is_file() and not (final / "model.safetensors").exists()
     assert not (final / "ref").exists()  # trl's frozen reference copy is not part of the result
