@@ -157,7 +157,9 @@ def test_train_tab_story(runs):
         assert "completed" in table.inner_text() and "stopped" in table.inner_text()
         for rid in (run_a.name, run_b.name):
             pick(a, "compare-pick", rid)
-        a.wait_for_function("(g => g && g.data && g.data.length >= 2)"
+        # one run alone already draws three traces: wait until both runs are on the plot
+        a.wait_for_function(f"(g => g && g.data && g.data.some(t => t.name.includes('{run_a.name}'))"
+                            f" && g.data.some(t => t.name.includes('{run_b.name}')))"
                             "(document.querySelector('#compare-plot .js-plotly-plot'))", timeout=30_000)
         names = a.evaluate("document.querySelector('#compare-plot .js-plotly-plot').data.map(t => t.name)")
         assert any(run_a.name in n for n in names) and any(run_b.name in n for n in names), names
