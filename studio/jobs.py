@@ -114,14 +114,20 @@ def status(run_dir: str | Path) -> dict:
     return st
 
 
+def _queue_key(st: dict, name: str) -> tuple:
+    # first come, first served: by launch time (a resumed run rejoins at the back), then name
+    return (st.get("launched") or st.get("created") or 0.0, name)
+
+
 def queue_position(run_dir: Path) -> int:
-    mine = read_status(run_dir).get("created", 0)
+    """1 = next to take the device. Only live queued runs launched earlier count."""
+    mine = _queue_key(read_status(run_dir), run_dir.name)
     ahead = 0
     for other in run_dir.parent.iterdir():
         if other == run_dir or not (other / "status.json").exists():
             continue
         st = read_status(other)
-        if st.get("state") == "queued" and st.get("created", 0) < mine and _pid_alive(st.get("pid")):
+        if st.get("state") == "queued" and _queue_key(st, other.name) < mine and _pid_alive(st.get("pid")):
             ahead += 1
     return ahead + 1
 

@@ -75,15 +75,24 @@ def stop_request(run_dir: Path) -> str | None:
 
 
 def acquire_device_lock(run_dir: Path):
-    """Block until no other run holds the device. Returns the open lock file (kept
-    open for the life of the process; the kernel releases it on any exit)."""
+    """Block until no other run holds the device, first come first served. Returns the
+    open lock file (kept open for the life of the process; the kernel releases it on any
+    exit). flock alone does not keep order: two workers started together race for it, so
+    a worker that wins while an earlier-launched run still waits lets go and waits too."""
     lock = open(run_dir.parent / jobs.LOCK_FILE, "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print("Waiting for the device: another run is training.", flush=True)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    return lock
+    told = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told:
+                print("Waiting for the device: another run is training.", flush=True)
+                told = True
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if jobs.queue_position(run_dir) == 1:
+            return lock
+        fcntl.flock(lock, fcntl.LOCK_UN)  # an earlier run is waiting: its turn first
+        time.sleep(0.2)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -2,6 +2,7 @@
 the one-job-per-device queue, and reconciling a run whose worker vanished."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -27,6 +28,11 @@ def wait_for(pred, timeout=120.0, every=0.2):
             return value
         time.sleep(every)
     raise AssertionError("timed out waiting")
+
+
+def log_text(run_dir: Path) -> str:
+    path = run_dir / "train.log"
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def long_spec(name="long"):
@@ -64,8 +70,14 @@ def test_cli_refuses_a_bad_spec_naming_the_field(tmp_path):
 
 def test_sigkill_marks_failed_and_second_run_queues(tmp_path):
     runs = tmp_path / "runs"
-    first = jobs.launch(long_spec("first"), runs)
-    second = jobs.launch(long_spec("second"), runs)
+    runs.mkdir()
+    # Hold the device while both start, so both workers wait on the lock together: the
+    # kernel wakes either one, and the queue must still serve the first launched first.
+    with open(runs / jobs.LOCK_FILE, "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        first = jobs.launch(long_spec("first"), runs)
+        second = jobs.launch(long_spec("second"), runs)
+        wait_for(lambda: all("Waiting for the device" in log_text(r) for r in (first, second)), timeout=120)
     try:
         wait_for(lambda: jobs.status(first).get("state") == "running" and read_all(first), timeout=180)
         st2 = jobs.status(second)
