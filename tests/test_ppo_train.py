@@ -213,7 +213,7 @@ def test_ppo_method_writes_metrics_and_final(policy_dir, train_run, regime):
 def test_reward_model_scores_prompt_plus_completion(tmp_path, policy_dir):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from studio.methods.ppo import RewardModel
+    from studio.methods.reward_model import load_reward_model
 
     cfg = LlamaConfig.from_pretrained(policy_dir)
     cfg.num_labels = 1
@@ -222,12 +222,12 @@ def test_reward_model_scores_prompt_plus_completion(tmp_path, policy_dir):
     from transformers import AutoTokenizer
 
     AutoTokenizer.from_pretrained(policy_dir).save_pretrained(tmp_path / "rm")
-    scorer = RewardModel(str(tmp_path / "rm"))
+    scorer = load_reward_model(f"model:{tmp_path / 'rm'}")
     prompts = [[{"role": "user", "content": "What is 2 + 2?"}], [{"role": "user", "content": "Add 1 and 1."}]]
     completions = ["4", "the answer is two"]
-    together = scorer(completions, prompts=prompts)
-    alone = [scorer([c], prompts=[p])[0] for c, p in zip(completions, prompts)]
+    together = scorer(completions=completions, prompts=prompts)  # the call PPO makes
+    alone = [scorer(completions=[c], prompts=[p])[0] for c, p in zip(completions, prompts)]
     assert together == pytest.approx(alone, abs=1e-5)  # right padding does not move the scored token
     assert together[0] != pytest.approx(together[1])
     with pytest.raises(ValueError, match="method.reward"):
-        RewardModel(str(tmp_path / "missing"))
+        load_reward_model(f"model:{tmp_path / 'missing'}")

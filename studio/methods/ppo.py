@@ -15,65 +15,14 @@ from studio.methods.context import TrainContext
 VALUE_HEAD_FILE = "value_head.safetensors"
 
 
-class RewardModel:
-    """A sequence-classification reward model ("model:<run dir or folder>") scoring each
-    prompt + completion, formatted as trl's RewardTrainer formats its training pairs
-    (the chat template over prompt + assistant reply; plain text + eos otherwise)."""
-
-    def __init__(self, where: str, device: str = "cpu", trust_remote_code: bool = False):
-        from transformers import AutoModelForSequenceClassification
-
-        from studio.model import load_tokenizer, resolve_model_path
-        from studio.model.load import adapter_base
-        from studio.spec import ModelSpec
-
-        if not where.strip():
-            raise ValueError("method.reward: give the reward model after 'model:', e.g. model:runs/<reward run>")
-        try:
-            folder, is_adapter = resolve_model_path(where.strip())
-            base = adapter_base(folder) if is_adapter else folder
-            base, _ = resolve_model_path(base)
-        except ValueError as exc:  # the loader names model.name_or_path; here it is the reward
-            raise ValueError(f"method.reward: {str(exc).split(': ', 1)[-1]}") from None
-        self.tokenizer = load_tokenizer(ModelSpec(source="pretrained", name_or_path=folder,
-                                                  trust_remote_code=trust_remote_code))
-        model = AutoModelForSequenceClassification.from_pretrained(
-            base, num_labels=1, use_safetensors=True, trust_remote_code=trust_remote_code)
-        model.config.pad_token_id = self.tokenizer.pad_token_id  # it scores the last non-pad token
-        if is_adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, folder)
-        self.model = model.to(device).eval().requires_grad_(False)
-        self.device = device
-        self.__name__ = "reward_model"
-
-    def text(self, prompt, completion: str) -> str:
-        if isinstance(prompt, str):
-            return prompt + completion + (self.tokenizer.eos_token or "")
-        messages = list(prompt) + [{"role": "assistant", "content": completion}]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False)
-
-    def __call__(self, completions: list[str], answer=None, prompts=None, **kw) -> list[float]:
-        import torch
-
-        if prompts is None:
-            raise ValueError("method.reward: a reward model scores prompt + completion; no prompts were given")
-        texts = [self.text(p, c) for p, c in zip(prompts, completions)]
-        self.tokenizer.padding_side = "right"
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True,
-                             add_special_tokens=isinstance(prompts[0], str)).to(self.device)
-        with torch.no_grad():
-            logits = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-        return logits[:, 0].float().tolist()
-
-
 def make_reward(ctx: TrainContext):
-    from studio.rewards import MODEL_PREFIX, get_reward, is_model_reward
+    from studio.rewards import get_reward, is_model_reward
 
     name = ctx.spec.method.reward
     if is_model_reward(name):
-        return RewardModel(name.strip()[len(MODEL_PREFIX):], ctx.device, ctx.spec.model.trust_remote_code)
+        from studio.methods.reward_model import load_reward_model
+
+        return load_reward_model(name, ctx.device, trust_remote_code=ctx.spec.model.trust_remote_code)
     return get_reward(name)
 
 

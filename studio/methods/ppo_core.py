@@ -289,7 +289,7 @@ def generate(policy, tokenizer, prompts: list, config: PPOConfig, greedy: bool =
 
 def score(reward_fn: Callable, rollout: Rollout, prompts: list, answers: list | None) -> torch.Tensor:
     """The reward function in trl's call shape: fn(completions, answer=..., prompts=...)."""
-    values = reward_fn(rollout.texts, answer=answers, prompts=prompts)
+    values = reward_fn(completions=rollout.texts, answer=answers, prompts=prompts)
     if len(values) != len(rollout.texts):
         raise ValueError(f"method.reward returned {len(values)} scores for {len(rollout.texts)} completions")
     scores = torch.tensor([float(v) for v in values], dtype=torch.float32, device=rollout.mask.device)

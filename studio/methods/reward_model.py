@@ -85,7 +85,7 @@ def reward_path(name: str) -> str:
     return path
 
 
-def load_reward_model(path: str | Path, device: str = "cpu", dtype=None) -> RewardModel:
+def load_reward_model(path: str | Path, device: str = "cpu", dtype=None, trust_remote_code: bool = False) -> RewardModel:
     """A reward run (its directory or final/) or a saved sequence-classification model
     folder -> a scoring callable. Raises a ValueError naming method.reward otherwise."""
     import torch
@@ -111,20 +111,20 @@ def load_reward_model(path: str | Path, device: str = "cpu", dtype=None) -> Rewa
         from transformers import AutoConfig
 
         config_dir = folder
-        config = AutoConfig.from_pretrained(config_dir)
+        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust_remote_code)
         archs = getattr(config, "architectures", None) or []
         is_reward = config.num_labels == 1 and any("SequenceClassification" in a for a in archs)
     if not is_reward:
         raise ValueError(f"method.reward: '{path}' is not a reward model (it has no one-score classification "
                          "head); train one with method.name=reward and point at that run")
-    kwargs = dict(use_safetensors=True, num_labels=1, dtype=dtype or torch.float32)
+    kwargs = dict(use_safetensors=True, num_labels=1, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
     model = AutoModelForSequenceClassification.from_pretrained(config_dir, **kwargs)
     if is_adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, folder).merge_and_unload()
     tokenizer = AutoTokenizer.from_pretrained(folder if (Path(folder) / "tokenizer_config.json").is_file()
-                                              else config_dir)
+                                              else config_dir, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
