@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import spec_from
 
 PREFS_TRAIN = "assets/data/arith_prefs_train.jsonl"
+PREFS_TEST = "assets/data/arith_prefs_test.jsonl"
+KTO_TRAIN = "assets/data/arith_kto_train.jsonl"  # the same pairs, split into labelled singles
 N_PAIRS = 32
 
 # per method: (method fields, learning rate, steps). Reference-free ORPO/SimPO and the
@@ -145,3 +147,44 @@ def test_dpo_loss_types_are_lists_and_bad_names_name_the_field():
         dpo_loss_types("sigmoid,nonsense")
     assert kto_loss_type("sigmoid") == "kto"  # the spec's DPO default means KTO's own loss
     assert kto_loss_type("apo_zero_unpaired") == "apo_zero_unpaired"
+
+
+# -- the issue's held-out target (`make test-truth`: ~2 min a method) ---------------------
+# The whole shipped training file at batch 64, scored on the 224 held-out pairs, whose
+# prompts are worded differently. The starting policy prefers the right answer of 64% of
+# them (it answers ~15% of held-out sums): each method has to teach it the sums.
+# DPO runs with trl's "sigmoid, sft" loss (DPO plus the chosen answers' NLL, the RPO
+# variant): pure DPO reaches 0.85 in 400 steps here and collapses at higher rates, as
+# Pang et al. (2024) found for DPO on reasoning tasks without the NLL term.
+HELD_OUT_RECIPES = {
+    "dpo": ({"beta": 0.1, "loss_type": "sigmoid, sft"}, 1e-3, 300),  # measured 0.98
+    "orpo": ({"beta": 0.1}, 2e-3, 400),
+    "simpo": ({"beta": 2.0, "simpo_gamma": 0.5}, 2e-3, 400),
+    "kto": ({"beta": 0.1}, 1e-3, 300),
+}
+
+
+@pytest.fixture(scope="module")
+def held_out_before(sft_policy):
+    return preference_stats(sft_policy, read_rows(PREFS_TEST))
+
+
+@pytest.mark.truth
+@pytest.mark.parametrize("name", list(HELD_OUT_RECIPES))
+def test_held_out_preference_accuracy_reaches_ninety_percent(name, sft_policy, held_out_before, train_run):
+    method, lr, steps = HELD_OUT_RECIPES[name]
+    spec = spec_from(
+        name=name, model={"source": "pretrained", "name_or_path": str(sft_policy), "max_seq_len": 128},
+        data={"sources": [{"path": KTO_TRAIN if name == "kto" else PREFS_TRAIN}], "eval_fraction": 0.0},
+        method={"name": name, "regime": "full", **method},
+        train={"max_steps": steps, "batch_size": 64, "learning_rate": lr, "warmup_steps": 5,
+               "scheduler": "cosine", "log_every": 10, "seed": 0},
+    )
+    run_dir = train_run(spec)
+    acc_before, margin_before = held_out_before
+    acc_after, margin_after = preference_stats(run_dir / "final", read_rows(PREFS_TEST))
+    print(f"{name}: held-out preference accuracy {acc_before:.3f} -> {acc_after:.3f}, "
+          f"margin {margin_before:.2f} -> {margin_after:.2f}")
+    assert acc_before <= 0.7  # near chance: the policy does not know the sums yet
+    assert acc_after >= 0.9, (acc_before, acc_after)
+    assert margin_after > margin_before + 1.0, (margin_before, margin_after)

@@ -40,31 +40,39 @@ def test_base_cannot_do_the_task_yet(base_scores):
     assert base_scores["accuracy"] <= 0.1
 
 
-@pytest.mark.truth  # learning target not yet calibrated on the shared fixtures: `make test-truth`
-def test_full_sft_answers_most_held_out_sums(sft_policy, base_scores):
-    model, tok = sft_eval.load(sft_policy)
+@pytest.mark.slow
+def test_full_sft_answers_most_held_out_sums(trained_policy, base_scores):
+    model, tok = sft_eval.load(trained_policy)
     acc = sft_eval.accuracy(model, tok, sft_eval.test_items(HELD_OUT))
     assert acc >= 0.6, acc
     assert acc - base_scores["accuracy"] >= 0.5
 
 
-@pytest.mark.truth  # learning target not yet calibrated on the shared fixtures: `make test-truth`
-def test_lora_sft_answers_most_held_out_sums(base_model, base_scores, train_run):
-    run = train_run(sft_spec(base_model.parent, "lora", steps=120, lr=3e-3, lora_r=16, lora_alpha=32,
-                             target_modules="all-linear"))
+@pytest.mark.truth  # ~2 min of LoRA plus ~3 min for its base: `make test-truth`
+def test_lora_sft_answers_most_held_out_sums(well_read_base, train_run):
+    # measured: 0.90 of all 224 held-out items (LoRA r32 needs batch 64, and a base that
+    # has read the corpus long enough; lr 5e-3 diverges)
+    model, tok = sft_eval.load(well_read_base)
+    items = sft_eval.test_items(HELD_OUT)
+    assert sft_eval.accuracy(model, tok, items) <= 0.1
+    spec = sft_spec(well_read_base.parent, "lora", steps=400, lr=3e-3, lora_r=32, lora_alpha=64,
+                    target_modules="all-linear")
+    spec.train.batch_size = 64
+    run = train_run(spec)
     assert (run / "final" / "adapter_config.json").is_file()
     assert not (run / "final" / "model.safetensors").exists()  # an adapter, not a copy of the base
     model, tok = sft_eval.load(run / "final")
-    acc = sft_eval.accuracy(model, tok, sft_eval.test_items(HELD_OUT))
+    acc = sft_eval.accuracy(model, tok, items)
     assert acc >= 0.6, acc
     losses = [r["loss"] for r in read_all(run) if r.get("kind") != "eval" and r.get("loss") is not None]
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.truth  # learning target not yet calibrated on the shared fixtures: `make test-truth`
-# Learning rates and margins measured on a d64 stand-in base (30 steps each): IA3 -0.4,
-# prefix -0.66, prompt -0.15 nats; prompt tuning moves the loss least, so its bar is lower.
+@pytest.mark.slow
+# 30 steps each. Margins measured on a d64 stand-in base: IA3 -0.4, prefix -0.66, prompt
+# -0.15 nats; prompt tuning moves the loss least, so its bar is lower.
 @pytest.mark.parametrize("regime, lr, method, margin", [
+    ("lora", 3e-3, {"lora_r": 16, "lora_alpha": 32, "target_modules": "all-linear"}, 0.2),
     ("qlora", 3e-3, {"quant_type": "nf4", "double_quant": True}, 0.2),
     ("dora", 3e-3, {}, 0.2),
     ("prefix", 1e-1, {"num_virtual_tokens": 8}, 0.2),
