@@ -12,7 +12,7 @@ test:
 setup:
 	bash scripts/setup.sh --dev
 
-# learning targets still being calibrated (minutes of CPU training each)
+# held-out learning targets (minutes of CPU training each)
 test-truth:
 	bash scripts/setup.sh --dev
 	.venv/bin/python -m pytest -q -p no:cacheprovider -m truth
