@@ -110,34 +110,29 @@ def _from_pretrained(where: str, model_spec, quant, dtype, device):
 
     kwargs = dict(use_safetensors=True, trust_remote_code=model_spec.trust_remote_code)
     if quant is not None:
-        if device == "cpu":
-            _skip_cpu_unfriendly_layers(where, model_spec, quant)
         kwargs.update(quantization_config=quant, device_map={"": device})
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or "auto", **kwargs)
-    return model if quant is not None else model.to(device)
+    if quant is None:
+        return model.to(device)
+    if device == "cpu":
+        _avoid_cpu_packing_crash(model)
+    return model
 
 
-CPU_4BIT_BLOCK = 64  # bitsandbytes' CPU 4-bit matmul packs the input dim in blocks of 64
+CPU_4BIT_BLOCK = 64  # bitsandbytes' packed CPU 4-bit matmul works in blocks of 64
 
 
-def _skip_cpu_unfriendly_layers(where: str, model_spec, quant) -> None:
-    """bitsandbytes' CPU kernel fails at the first forward on a Linear whose input width
-    is not a multiple of 64 (e.g. d_ff=352). Keep those in full precision, say so, and
-    quantise the rest. The shapes come from the config on the meta device (no weights)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from transformers.quantizers.base import get_keys_to_not_convert
+def _avoid_cpu_packing_crash(model) -> None:
+    """bitsandbytes repacks a 4-bit Linear for its fast CPU kernel at the first no-grad
+    eval forward (on CPUs with AVX512-BF16), and that repacking fails for a layer whose
+    widths are not multiples of 64 (e.g. d_ff=352). Those layers keep the generic 4-bit
+    path; training never takes the packed one."""
+    import bitsandbytes as bnb
 
-    config = AutoConfig.from_pretrained(where, trust_remote_code=model_spec.trust_remote_code)
-    with torch.device("meta"):
-        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=model_spec.trust_remote_code)
-    odd = sorted({name.rsplit(".", 1)[-1] for name, mod in skeleton.named_modules()
-                  if isinstance(mod, torch.nn.Linear) and mod.in_features % CPU_4BIT_BLOCK})
-    if odd:
-        print(f"QLoRA on CPU: {', '.join(odd)} stay in full precision (input width not a multiple of "
-              f"{CPU_4BIT_BLOCK}, which bitsandbytes' CPU kernel needs); the other layers load in 4 bits.",
-              flush=True)
-        quant.llm_int8_skip_modules = sorted(set(get_keys_to_not_convert(skeleton)) | set(odd))
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit) and (module.in_features % CPU_4BIT_BLOCK
+                                                      or module.out_features % CPU_4BIT_BLOCK):
+            module.support_avx512bf16_for_cpu = False
 
 
 def build_or_load(model_spec, tokenizer=None, method_spec=None, dtype=None, device: str = "cpu"):
