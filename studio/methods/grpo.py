@@ -13,22 +13,14 @@ from studio.methods import common
 from studio.methods.context import TrainContext
 
 
-def reward_functions(spec_reward: str, device: str = "cpu") -> list:
+def reward_functions(spec_reward: str, device: str = "cpu", trust_remote_code: bool = False) -> list:
     """method.reward -> the callables trl calls, each named for its metric."""
-    from studio.rewards import get_reward, is_model_reward
+    from studio.methods.reward_model import reward_for
 
     names = [n.strip() for n in (spec_reward or "").split(",") if n.strip()]
     if not names:
         raise ValueError("method.reward: choose a reward preset (e.g. exact_match) or model:<reward run dir>")
-    funcs = []
-    for name in names:
-        if is_model_reward(name):
-            from studio.methods.reward_model import load_reward_model
-
-            funcs.append(load_reward_model(name, device=device))
-        else:
-            funcs.append(get_reward(name))
-    return funcs
+    return [reward_for(name, device, trust_remote_code) for name in names]
 
 
 def generation_batch(ctx: TrainContext) -> int:
@@ -65,7 +57,7 @@ def train(ctx: TrainContext) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
     m = ctx.spec.method
-    funcs = reward_functions(m.reward, ctx.device)
+    funcs = reward_functions(m.reward, ctx.device, ctx.spec.model.trust_remote_code)
     generation_batch(ctx)
     tokenizer = common.load_tokenizer(ctx)
     data = common.load_data(ctx, ("prompt",))

@@ -16,14 +16,9 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 def make_reward(ctx: TrainContext):
-    from studio.rewards import get_reward, is_model_reward
+    from studio.methods.reward_model import reward_for
 
-    name = ctx.spec.method.reward
-    if is_model_reward(name):
-        from studio.methods.reward_model import load_reward_model
-
-        return load_reward_model(name, ctx.device, trust_remote_code=ctx.spec.model.trust_remote_code)
-    return get_reward(name)
+    return reward_for(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
 
 
 def ppo_config(ctx: TrainContext, n_prompts: int):

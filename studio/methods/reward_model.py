@@ -129,3 +129,13 @@ def load_reward_model(path: str | Path, device: str = "cpu", dtype=None, trust_r
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return RewardModel(model.to(device), tokenizer, source=str(folder))
+
+
+def reward_for(name: str, device: str = "cpu", trust_remote_code: bool = False):
+    """One method.reward entry -> its callable: a preset by name, or a trained reward run
+    ("model:<run dir>"). GRPO and PPO both resolve their rewards here."""
+    from studio.rewards import get_reward, is_model_reward
+
+    if is_model_reward(name):
+        return load_reward_model(name, device, trust_remote_code=trust_remote_code)
+    return get_reward(name)
