@@ -21,7 +21,11 @@ SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END, PAD)
 # learns to stop) sit inside {% generation %}: trl's assistant_only_loss and
 # return_assistant_tokens_mask read those markers. Tools, when given, go in a system
 # turn of their own; a "tool" role carries function results back. Tool-call arguments
-# may be a dict or an already-serialised JSON string (as in Glaive data).
+# may be a dict or an already-serialised JSON string (as in Glaive data). The newline
+# after <|im_end|> only separates turns: a conversation ends on <|im_end|>, so a scored
+# completion (DPO, KTO, SimPO, a reward model's last token) ends where generation stops,
+# not on a token the model never produces (it cost ~9.6 nats a completion, which KTO and
+# SimPO, unlike DPO's pairwise difference, do not cancel).
 CHATML_TEMPLATE = (
     "{%- if tools %}"
     "{{- '<|im_start|>system\\n# Tools\\nYou may call these functions:\\n' }}"
@@ -40,10 +44,10 @@ CHATML_TEMPLATE = (
     "{%- endfor %}"
     "{{- '<|im_end|>' }}"
     "{%- endgeneration %}"
-    "{{- '\\n' }}"
     "{%- else %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>\\n' }}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + (message['content'] or '') + '<|im_end|>' }}"
     "{%- endif %}"
+    "{%- if not loop.last or add_generation_prompt %}{{- '\\n' }}{%- endif %}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )

@@ -73,7 +73,7 @@ def test_chat_template_renders_chatml(tok):
                     "<|im_start|>user\nWhat is 3 + 5?<|im_end|>\n"
                     "<|im_start|>assistant\n8<|im_end|>\n"
                     "<|im_start|>user\nAnd 2 + 2?<|im_end|>\n"
-                    "<|im_start|>assistant\nIt is 4.<|im_end|>\n")
+                    "<|im_start|>assistant\nIt is 4.<|im_end|>")  # ends where generation stops
     prompt = tok.apply_chat_template(CHAT[:2], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>user\nWhat is 3 + 5?<|im_end|>\n<|im_start|>assistant\n")
 
@@ -84,10 +84,10 @@ def test_assistant_mask_covers_exactly_the_assistant_turns(tok):
     assert len(ids) == len(mask)
     # the expected mask, built by tokenising the conversation piece by piece
     expected = []
-    for m in CHAT:
+    for i, m in enumerate(CHAT):
         head = tok(f"<|im_start|>{m['role']}\n", add_special_tokens=False)["input_ids"]
         body = tok(f"{m['content']}<|im_end|>", add_special_tokens=False)["input_ids"]
-        tail = tok("\n", add_special_tokens=False)["input_ids"]
+        tail = tok("\n", add_special_tokens=False)["input_ids"] if i < len(CHAT) - 1 else []
         is_assistant = int(m["role"] == "assistant")
         expected += [0] * len(head) + [is_assistant] * len(body) + [0] * len(tail)
     assert mask == expected
