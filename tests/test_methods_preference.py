@@ -138,7 +138,7 @@ def test_dpo_with_lora_trains_the_adapter_against_the_frozen_base(sft_policy, pa
 
 
 def test_dpo_loss_types_are_lists_and_bad_names_name_the_field():
-    from studio.methods.preference import dpo_loss_types, kto_loss_type
+    from studio.methods.preference import dpo_loss_types, kto_loss_type, simpo_nll_weight
 
     assert dpo_loss_types("sigmoid") == ["sigmoid"]
     assert dpo_loss_types("sigmoid, sft") == ["sigmoid", "sft"]
@@ -147,6 +147,11 @@ def test_dpo_loss_types_are_lists_and_bad_names_name_the_field():
         dpo_loss_types("sigmoid,nonsense")
     assert kto_loss_type("sigmoid") == "kto"  # the spec's DPO default means KTO's own loss
     assert kto_loss_type("apo_zero_unpaired") == "apo_zero_unpaired"
+    # SimPO: plain (the paper's cpo_alpha=0), or with the chosen answers' NLL
+    assert simpo_nll_weight("sigmoid") == simpo_nll_weight("simpo") == 0.0
+    assert simpo_nll_weight("simpo, sft") == 1.0
+    with pytest.raises(ValueError, match="method.loss_type"):
+        simpo_nll_weight("hinge")
 
 
 # -- the issue's held-out target (`make test-truth`: ~2 min a method) ---------------------

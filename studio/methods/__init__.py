@@ -98,7 +98,7 @@ REGISTRY: dict[str, Method] = {
         ),
         Method(
             "simpo", "SimPO (reference-free preference)", "preference", ("preference",), _PREF_REGIMES,
-            "preference", True, ("beta", "simpo_gamma"),
+            "preference", True, ("beta", "simpo_gamma", "loss_type"),
             ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"),
             "Preference", "Preference alignment without a reference model", "Low-Medium", "Fast",
             "Preference pairs", 1e-6, {"method.beta": 2.0},
