@@ -62,10 +62,17 @@ def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
     return kw
 
 
+# Trainers whose batches carry no `input_ids`: transformers' token counter would warn on
+# every step (it looks for input_ids), so it stays off; GRPO logs its own num_tokens.
+NO_TOKEN_COUNT = ("GRPOConfig", "CPOConfig", "ORPOConfig")
+
+
 def make_config(config_cls, ctx: TrainContext, eval_dataset=None, **method_kwargs):
     """Build a TrainingArguments/trl config, keeping only the fields that class has
     (the trl configs differ a little from each other and from transformers)."""
     kw = {**config_kwargs(ctx, eval_dataset), **method_kwargs}
+    if config_cls.__name__ in NO_TOKEN_COUNT:
+        kw["include_num_input_tokens_seen"] = "no"
     fields = {f.name for f in dataclasses.fields(config_cls)}
     if "activation_checkpointing" in fields:
         # transformers 5 renamed it; the new name wins over trl's default gradient_checkpointing=True
