@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from studio import jobs
+from studio import jobs, skip_imports
 from studio.spec import RunSpec
 
 
@@ -137,6 +137,7 @@ def main(argv: list[str]) -> int:
 
     run_dir = Path(argv[0]).resolve()
     spec = RunSpec.load(run_dir / "spec.yaml")
+    skipped = skip_imports.for_run(spec)  # before anything imports peft/transformers
     apply_memory_limit()
     launched = "LOCAL_RANK" in os.environ  # a rank of an accelerate/torchrun group
     if rank() != 0:  # extra ranks of a multi-process launch: train, write nothing
@@ -164,6 +165,8 @@ def main(argv: list[str]) -> int:
     else:  # rank 0 of a group whose launcher holds the lock and owns the pid in status
         jobs.write_status(run_dir, state="running", error=None)
     print(f"Run {run_dir.name}: {spec.method.name}/{spec.method.regime}", flush=True)
+    if skipped:
+        print(f"Not loading {', '.join(skipped)}: this run does not use them", flush=True)
     return run_method(spec, run_dir, lead=True)
 
 
