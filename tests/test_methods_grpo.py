@@ -95,6 +95,8 @@ def test_generation_batch_must_hold_whole_groups(tmp_path):
         generation_batch(ctx)
     ctx.spec.train.batch_size = 16
     assert generation_batch(ctx) == 16
+    ctx.spec.train.num_processes, ctx.spec.train.nnodes = 2, 3  # every process of every node
+    assert generation_batch(ctx) == 16 * 6
 
 
 def test_rewards_come_from_presets_only():

@@ -26,9 +26,9 @@ def reward_functions(spec_reward: str, device: str = "cpu", trust_remote_code: b
 def generation_batch(ctx: TrainContext) -> int:
     """Completions per generation round (trl's default): it must hold whole groups."""
     t, m = ctx.spec.train, ctx.spec.method
-    completions = t.batch_size * t.grad_accum * max(1, t.num_processes)
+    per_round = t.grad_accum * max(1, t.num_processes) * max(1, t.nnodes)  # processes are per node
+    completions = t.batch_size * per_round
     if completions % m.group_size:
-        per_round = t.grad_accum * max(1, t.num_processes)
         suggestion = next(b for b in range(t.batch_size, t.batch_size + m.group_size + 1)
                           if (b * per_round) % m.group_size == 0)
         raise ValueError(
