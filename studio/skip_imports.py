@@ -2,8 +2,8 @@
 
 transformers, trl and accelerate import peft and bitsandbytes whenever they are
 installed, to offer adapters and 4/8-bit layers: ~0.7 s for peft and ~1 s for
-bitsandbytes (it torch.compiles its CPU kernels at import), a fifth of the quickstart
-job's whole process. A run that trains full or frozen weights of one plain model never
+bitsandbytes (it torch.compiles its CPU kernels at import) of the ~7 s a small job
+spends starting up. A run that trains full or frozen weights of one plain model never
 calls peft, and one that quantizes nothing and uses no 8-bit optimizer never calls
 bitsandbytes, so the worker hides them for such runs. Only the worker does this, once,
 before importing torch (never the UI or the tests' own process), and only when the spec
