@@ -27,3 +27,20 @@ def test_form_values_map_back_to_the_spec():
     with pytest.raises(SpecError) as err:
         form.spec_from_values(["train.batch_size"], ["lots"], spec)
     assert err.value.field == "train.batch_size"
+
+
+def test_loss_type_help_examples_are_what_the_methods_accept():
+    import re
+
+    from studio.methods.preference import dpo_loss_types, kto_loss_type, simpo_nll_weight
+    from studio.ui import form
+
+    info = form.widget("method.loss_type", "sigmoid").info
+    examples = re.findall(r"'([^']+)'", info)  # the quoted spellings the help offers
+    assert examples == ["sft", "sigmoid, sft", "simpo, sft"]
+    assert dpo_loss_types(examples[1]) == ["sigmoid", "sft"]
+    assert simpo_nll_weight(examples[2]) == 1.0
+    dpo_named = info.split("DPO:")[1].split("...")[0]  # "sigmoid, ipo, hinge, "
+    assert len(dpo_loss_types(dpo_named.strip(" ,"))) == 3
+    kto_part = info.split("KTO:")[1].split(".")[0]
+    assert [kto_loss_type(n) for n in re.findall(r"[a-z_]+", kto_part) if n != "or"] == ["kto", "apo_zero_unpaired"]

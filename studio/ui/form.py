@@ -33,6 +33,11 @@ CHOICES: dict[str, tuple] = {
 }
 # Fields where the person may also type a value outside the list.
 CUSTOM_VALUES = {"method.reward"}
+# Fields whose free text has a grammar the label cannot show.
+FIELD_INFO = {
+    "method.loss_type": "DPO: sigmoid, ipo, hinge, ... (comma-separated to mix). KTO: kto or apo_zero_unpaired. "
+                        "Add 'sft' (e.g. 'sigmoid, sft' or 'simpo, sft') to also train on the chosen answers.",
+}
 SOURCES_PATH = "data.sources"
 SOURCES_HELP = "One source per line: `path or hub name | subset | weight` (subset and weight optional)."
 
@@ -56,7 +61,7 @@ def elem_id(path: str) -> str:
 
 def widget(path: str, value, label: str | None = None, info: str | None = None, **kw):
     label = label or path.split(".", 1)[1].replace("_", " ")
-    common = dict(label=label, elem_id=elem_id(path), info=info, **kw)
+    common = dict(label=label, elem_id=elem_id(path), info=info or FIELD_INFO.get(path), **kw)
     if path == SOURCES_PATH:
         return gr.Textbox(value=sources_to_text(value), lines=4, info=info or SOURCES_HELP,
                           **{k: v for k, v in common.items() if k != "info"})
