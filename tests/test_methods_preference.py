@@ -167,9 +167,10 @@ HELD_OUT_RECIPES = {
     # with the chosen answers' NLL (cpo_alpha=1): measured 0.99. Plain SimPO peaks near
     # 0.835 at 300 steps and falls back (0.665 at 600) as it lowers both answers.
     "simpo": ({"beta": 2.0, "simpo_gamma": 0.5, "loss_type": "simpo, sft"}, 1e-3, 400),
-    # measured 0.853 (from 0.64): KTO drags both answers down at higher rates (lr 1e-3:
-    # 0.61, 3e-4: 0.69 in 300 steps); beta 0.5-3 at lr 1e-4 gets 0.76-0.80 in 600 steps
-    "kto": ({"beta": 1.0}, 1e-4, 1200),
+    # measured 0.879 (from 0.64; lr 1e-4: 0.853): KTO drags both answers down at higher
+    # rates and small beta (beta 0.1, lr 1e-3: 0.61, 3e-4: 0.69 in 300 steps); beta 0.5-3
+    # at lr 1e-4 gets 0.76-0.80 in 600 steps
+    "kto": ({"beta": 1.0}, 2e-4, 1200),
 }
 
 
@@ -178,7 +179,7 @@ def held_out_before(sft_policy):
     return preference_stats(sft_policy, read_rows(PREFS_TEST))
 
 
-UNMET = {"kto": "measured 0.853 held-out after 1200 steps: the 0.9 target is not reached yet"}
+UNMET = {"kto": "measured 0.879 held-out after 1200 steps: the 0.9 target is not reached yet"}
 
 
 @pytest.mark.truth
