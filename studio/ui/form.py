@@ -33,13 +33,13 @@ CHOICES: dict[str, tuple] = {
 }
 # Fields where the person may also type a value outside the list.
 CUSTOM_VALUES = {"method.reward"}
+SOURCES_PATH = "data.sources"
 # Fields whose free text has a grammar the label cannot show.
 FIELD_INFO = {
+    SOURCES_PATH: "One source per line: `path or hub name | subset | weight` (subset and weight optional).",
     "method.loss_type": "DPO: sigmoid, ipo, hinge, ... (comma-separated to mix). KTO: kto or apo_zero_unpaired. "
                         "Add 'sft' (e.g. 'sigmoid, sft' or 'simpo, sft') to also train on the chosen answers.",
 }
-SOURCES_PATH = "data.sources"
-SOURCES_HELP = "One source per line: `path or hub name | subset | weight` (subset and weight optional)."
 
 
 def _hint(path: str):
@@ -63,8 +63,7 @@ def widget(path: str, value, label: str | None = None, info: str | None = None, 
     label = label or path.split(".", 1)[1].replace("_", " ")
     common = dict(label=label, elem_id=elem_id(path), info=info or FIELD_INFO.get(path), **kw)
     if path == SOURCES_PATH:
-        return gr.Textbox(value=sources_to_text(value), lines=4, info=info or SOURCES_HELP,
-                          **{k: v for k, v in common.items() if k != "info"})
+        return gr.Textbox(value=sources_to_text(value), lines=4, **common)
     if path in CHOICES:
         return gr.Dropdown(choices=list(CHOICES[path]), value=value,
                            allow_custom_value=path in CUSTOM_VALUES, **common)
