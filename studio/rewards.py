@@ -41,21 +41,36 @@ def completion_text(completion) -> str:
     return "".join(parts)
 
 
-def exact_match(completions: list, answer: list[str] | None = None, **kw) -> list[float]:
-    """1.0 when the first integer in the reply equals the answer, else 0.0."""
+def _answer_pairs(name: str, completions: list, answer: list | None) -> list[tuple[int | None, int | None]]:
+    """(number in the reply, number in the answer column) per completion; None where absent."""
     if answer is None:
         raise ValueError(
-            "reward exact_match needs an 'answer' column in the prompt data "
+            f"reward {name} needs an 'answer' column in the prompt data "
             "(e.g. assets/data/arith_prompts_train.jsonl); set method.reward to a preset "
             "that needs no answer (format, length_penalty) or to model:<reward model dir>")
     if len(answer) != len(completions):
-        raise ValueError(f"exact_match got {len(completions)} completions but {len(answer)} answers")
-    scores = []
-    for completion, want in zip(completions, answer):
-        got = extract_answer(completion_text(completion))
-        scores.append(1.0 if got is not None and want is not None
-                      and got == extract_answer(str(want)) else 0.0)
-    return scores
+        raise ValueError(f"{name} got {len(completions)} completions but {len(answer)} answers")
+
+    def number(text):
+        found = extract_answer(text)
+        return int(found) if found is not None else None
+
+    return [(number(completion_text(c)), number(None if w is None else str(w))) for c, w in zip(completions, answer)]
+
+
+def exact_match(completions: list, answer: list[str] | None = None, **kw) -> list[float]:
+    """1.0 when the first integer in the reply equals the answer, else 0.0."""
+    return [1.0 if got is not None and got == want else 0.0
+            for got, want in _answer_pairs("exact_match", completions, answer)]
+
+
+def closeness(completions: list, answer: list[str] | None = None, **kw) -> list[float]:
+    """Partial credit for a numeric answer: 1 / (1 + |reply - answer|), 0 without a number.
+
+    Exact match gives a policy that is rarely right nothing to learn from; this says
+    "11 is nearer to 12 than 4 is", so nearly-right samples point the way."""
+    return [1.0 / (1.0 + abs(got - want)) if got is not None and want is not None else 0.0
+            for got, want in _answer_pairs("closeness", completions, answer)]
 
 
 def number_format(completions: list, answer: list[str] | None = None, **kw) -> list[float]:
@@ -73,10 +88,21 @@ def length_penalty(completions: list, answer: list[str] | None = None, **kw) -> 
 
 PRESETS: dict[str, tuple[RewardFn, str]] = {
     "exact_match": (exact_match, "1 if the first number in the reply equals the answer column, else 0"),
+    "closeness": (closeness, "1 / (1 + |reply - answer|): partial credit for a number near the answer"),
     "format": (number_format, "1 if the reply is just a number, else 0"),
     "length_penalty": (length_penalty,
                        f"-{LENGTH_PENALTY_PER_CHAR} per character of the reply (shorter is better)"),
 }
+
+
+def reward_names(spec_reward: str | None) -> list[str]:
+    """method.reward -> its entries: several may be summed, e.g. "exact_match, closeness"."""
+    return [n.strip() for n in (spec_reward or "").split(",") if n.strip()]
+
+
+def unknown_rewards(spec_reward: str | None) -> list[str]:
+    """The entries of method.reward that are neither a preset nor model:<dir>."""
+    return [n for n in reward_names(spec_reward) if n not in PRESETS and not is_model_reward(n)]
 
 
 def is_model_reward(name: str) -> bool:

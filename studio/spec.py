@@ -431,13 +431,13 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
     if m.name in ("grpo", "ppo"):
-        from studio.rewards import PRESETS, is_model_reward
+        from studio.rewards import PRESETS, reward_names, unknown_rewards
 
-        if not m.reward.strip():
+        if not reward_names(m.reward):
             add("reward", "choose a reward preset (e.g. exact_match) or model:<reward run dir>")
-        elif m.reward not in PRESETS and not is_model_reward(m.reward):
-            add("reward", f"'{m.reward}' is not a reward preset ({', '.join(PRESETS)}) "
-                "nor model:<reward run dir>")
+        for name in unknown_rewards(m.reward):
+            add("reward", f"'{name}' is not a reward preset ({', '.join(PRESETS)}) "
+                "nor model:<reward run dir>; several are summed with commas, e.g. exact_match, closeness")
         if m.group_size < 2 and m.name == "grpo":
             add("group_size", "GRPO compares answers within a group: use at least 2")
         if m.temperature <= 0:

@@ -100,7 +100,7 @@ def test_generation_batch_must_hold_whole_groups(tmp_path):
 
 
 def test_rewards_come_from_presets_only():
-    from studio.methods.grpo import reward_functions
+    from studio.methods.reward_model import reward_functions
 
     funcs = reward_functions("exact_match, length_penalty")
     assert [f.__name__ for f in funcs] == ["exact_match", "length_penalty"]

@@ -231,3 +231,14 @@ def test_reward_model_scores_prompt_plus_completion(tmp_path, policy_dir):
     assert together[0] != pytest.approx(together[1])
     with pytest.raises(ValueError, match="method.reward"):
         load_reward_model(f"model:{tmp_path / 'missing'}")
+
+
+def test_several_rewards_are_summed_per_completion(tmp_path):
+    from studio.methods.context import TrainContext
+    from studio.methods.ppo import make_reward
+    from tests.conftest import spec_from
+
+    spec = spec_from(name="ppo", method={"name": "ppo", "reward": "exact_match, closeness"})
+    reward = make_reward(TrainContext(spec=spec, run_dir=tmp_path))
+    scores = reward(completions=["12", "11", "x"], answer=["12", "12", "12"], prompts=["p"] * 3)
+    assert scores == pytest.approx([2.0, 0.5, 0.0])

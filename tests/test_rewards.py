@@ -65,3 +65,17 @@ def test_registry_names_match_function_names_and_pickle():
     for name, (fn, description) in PRESETS.items():
         assert fn.__name__ == name and description
         assert pickle.loads(pickle.dumps(fn)) is fn
+
+
+@pytest.mark.parametrize("wrap", [list, _as_messages], ids=["strings", "messages"])
+def test_closeness_gives_partial_credit_by_distance(wrap):
+    scores = get_reward("closeness")(wrap(REPLIES), answer=ANSWERS)
+    # 9 / 9 / "is 9." / 8 (one off) / no number / empty / 12 / -3
+    assert scores == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.0, 0.0, 1.0, 1.0])
+    assert get_reward("closeness")(["4", "15"], answer=["12", "12"]) == pytest.approx([1 / 9, 1 / 4])
+
+
+def test_several_rewards_are_named_by_commas_and_unknown_ones_are_listed():
+    assert rewards.reward_names(" exact_match, closeness ,") == ["exact_match", "closeness"]
+    assert rewards.unknown_rewards("exact_match, bogus, model:runs/rm") == ["bogus"]
+    assert rewards.unknown_rewards("") == []

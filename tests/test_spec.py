@@ -54,6 +54,8 @@ def test_overrides_coerce_types_and_name_unknown_fields():
     ({"data.sources": [{"path": "/etc/passwd"}]}, "data.sources.0.path"),
     ({"method.name": "grpo", "model.source": "pretrained", "model.name_or_path": "x", "method.reward": "bogus"},
      "method.reward"),
+    ({"method.name": "ppo", "model.source": "pretrained", "model.name_or_path": "x",
+      "method.reward": "exact_match, bogus"}, "method.reward"),
 ])
 def test_impossible_settings_are_reported_by_field(changes, field):
     data = default_spec().to_dict()
@@ -66,3 +68,10 @@ def test_impossible_settings_are_reported_by_field(changes, field):
     problems = RunSpec.from_dict(data).validate()
     assert field in fields(problems), problems
     assert all(p.message for p in problems)
+
+
+def test_several_reward_presets_may_be_summed():
+    data = default_spec().to_dict()
+    data["model"].update(source="pretrained", name_or_path="x")
+    data["method"].update(name="grpo", reward="exact_match, closeness")
+    assert "method.reward" not in fields(RunSpec.from_dict(data).validate())

@@ -29,6 +29,18 @@ def test_form_values_map_back_to_the_spec():
     assert err.value.field == "train.batch_size"
 
 
+def test_reward_choices_and_help_example_are_what_validation_accepts():
+    import re
+
+    from studio.rewards import PRESETS, unknown_rewards
+    from studio.ui import form
+
+    widget = form.widget("method.reward", "exact_match")
+    assert [c[0] if isinstance(c, tuple) else c for c in widget.choices] == list(PRESETS)
+    example = re.findall(r"'([^']+)'", widget.info)
+    assert example and "," in example[0] and unknown_rewards(example[0]) == []
+
+
 def test_loss_type_help_examples_are_what_the_methods_accept():
     import re
 

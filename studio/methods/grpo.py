@@ -13,16 +13,6 @@ from studio.methods import common
 from studio.methods.context import TrainContext
 
 
-def reward_functions(spec_reward: str, device: str = "cpu", trust_remote_code: bool = False) -> list:
-    """method.reward -> the callables trl calls, each named for its metric."""
-    from studio.methods.reward_model import reward_for
-
-    names = [n.strip() for n in (spec_reward or "").split(",") if n.strip()]
-    if not names:
-        raise ValueError("method.reward: choose a reward preset (e.g. exact_match) or model:<reward run dir>")
-    return [reward_for(name, device, trust_remote_code) for name in names]
-
-
 def generation_batch(ctx: TrainContext) -> int:
     """Completions per generation round (trl's default): it must hold whole groups."""
     t, m = ctx.spec.train, ctx.spec.method
@@ -55,6 +45,8 @@ def starting_state(ctx: TrainContext, model):
 
 def train(ctx: TrainContext) -> None:
     from trl import GRPOConfig, GRPOTrainer
+
+    from studio.methods.reward_model import reward_functions
 
     m = ctx.spec.method
     funcs = reward_functions(m.reward, ctx.device, ctx.spec.model.trust_remote_code)

@@ -16,9 +16,16 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 def make_reward(ctx: TrainContext):
-    from studio.methods.reward_model import reward_for
+    from studio.methods.reward_model import reward_functions
 
-    return reward_for(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
+    functions = reward_functions(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
+    if len(functions) == 1:
+        return functions[0]
+
+    def summed(**kw) -> list[float]:  # as GRPO does with several rewards
+        return [sum(scores) for scores in zip(*(fn(**kw) for fn in functions))]
+
+    return summed
 
 
 def ppo_config(ctx: TrainContext, n_prompts: int):

@@ -139,3 +139,13 @@ def reward_for(name: str, device: str = "cpu", trust_remote_code: bool = False):
     if is_model_reward(name):
         return load_reward_model(name, device, trust_remote_code=trust_remote_code)
     return get_reward(name)
+
+
+def reward_functions(spec_reward: str, device: str = "cpu", trust_remote_code: bool = False) -> list:
+    """Every entry of method.reward (comma-separated) -> its callable, each named for its metric."""
+    from studio.rewards import reward_names
+
+    names = reward_names(spec_reward)
+    if not names:
+        raise ValueError("method.reward: choose a reward preset (e.g. exact_match) or model:<reward run dir>")
+    return [reward_for(name, device, trust_remote_code) for name in names]

@@ -10,6 +10,7 @@ import gradio as gr
 
 from studio import spec as S
 from studio.methods import REGISTRY
+from studio.rewards import PRESETS as REWARD_PRESETS
 
 CHOICES: dict[str, tuple] = {
     "model.source": S.MODEL_SOURCES,
@@ -23,7 +24,7 @@ CHOICES: dict[str, tuple] = {
     "method.regime": S.REGIMES,
     "method.quant_type": ("nf4", "fp4"),
     "method.compute_dtype": ("auto", "fp32", "bf16", "fp16"),
-    "method.reward": ("exact_match", "format", "length_penalty"),
+    "method.reward": tuple(REWARD_PRESETS),
     "train.optimizer": S.OPTIMIZERS,
     "train.scheduler": S.SCHEDULERS,
     "train.precision": S.PRECISIONS,
@@ -39,6 +40,8 @@ FIELD_INFO = {
     SOURCES_PATH: "One source per line: `path or hub name | subset | weight` (subset and weight optional).",
     "method.loss_type": "DPO: sigmoid, ipo, hinge, ... (comma-separated to mix). KTO: kto or apo_zero_unpaired. "
                         "Add 'sft' (e.g. 'sigmoid, sft' or 'simpo, sft') to also train on the chosen answers.",
+    "method.reward": "A preset, or model:<reward run dir>; several are summed with commas, e.g. "
+                     "'exact_match, closeness'.",
 }
 
 
