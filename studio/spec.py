@@ -298,6 +298,10 @@ def _coerce(tp, value, path: str):
             return ""
         if isinstance(value, (dict, list)):
             raise SpecError(path, f"expected text, got {type(value).__name__}")
+        if isinstance(value, bool):
+            # YAML 1.1 (and so --set) reads on/off/yes/no as booleans; the text fields
+            # that take a switch (train.gradient_checkpointing) spell it on/off
+            return "on" if value else "off"
         return str(value)
     return value
 

@@ -75,3 +75,12 @@ def test_several_reward_presets_may_be_summed():
     data["model"].update(source="pretrained", name_or_path="x")
     data["method"].update(name="grpo", reward="exact_match, closeness")
     assert "method.reward" not in fields(RunSpec.from_dict(data).validate())
+
+
+def test_on_and_off_stay_switch_words_from_the_command_line_and_from_yaml(tmp_path):
+    spec = default_spec().with_overrides(["train.gradient_checkpointing=off"])
+    assert spec.train.gradient_checkpointing == "off" and not spec.validate()
+    assert default_spec().with_overrides(["train.gradient_checkpointing=on"]).train.gradient_checkpointing == "on"
+    path = tmp_path / "spec.yaml"
+    path.write_text(default_spec().to_yaml().replace("gradient_checkpointing: auto", "gradient_checkpointing: off"))
+    assert RunSpec.load(path).train.gradient_checkpointing == "off"
