@@ -55,7 +55,9 @@ def cmd_train(args) -> int:
                       end="", file=sys.stderr, flush=True)
             if st.get("state") in jobs.TERMINAL:
                 break
-            time.sleep(0.5)
+            # a status read is ~0.1 ms: polling often costs nothing and returns as soon as
+            # the worker ends (a 0.5 s poll added 0.25 s on average to every CLI run)
+            time.sleep(0.1)
     except KeyboardInterrupt:
         print("\nStopping (saving a checkpoint)...", file=sys.stderr)
         st = jobs.stop(run_dir, save=True)
