@@ -3,12 +3,11 @@ sampled and scored, the policy comes to answer the prompts it trains on (reward 
 the KL to the reference is logged and stays bounded (beta > 0), and the reward metrics
 reach metrics.jsonl.
 
-Not shown: the issue's "held-out exact match at least doubles". From the session's SFT'd
-policy (~15% held-out exact match), GRPO on the whole training file at batch 64 (8
-prompts x 8 samples) moved held-out accuracy 0.15 -> 0.17 in 300 steps at lr 1e-4, and
-down at higher rates (3e-4: 0.09, 1e-3: 0.06; group 16 at batch 128, 3e-4: 0.14), while
-the train reward stayed flat near 0.1: a few thousand sampled answers teach this tiny
-policy less than SFT's demonstrations did. On 16 prompts it learns them."""
+The issue's held-out target (exact match on unseen prompts at least doubles) is
+tests/test_methods_rl_truth.py, a truth test: it needs minutes of training from a
+half-taught policy. From this short SFT (~15% held-out) GRPO barely moves held-out
+accuracy (0.15 -> 0.17 in 300 steps at lr 1e-4, lower at higher rates): too few of its
+samples are right to learn the sums from. On 16 prompts it learns them."""
 from __future__ import annotations
 
 import json

@@ -167,8 +167,8 @@ HELD_OUT_RECIPES = {
     # with the chosen answers' NLL (cpo_alpha=1): measured 0.99. Plain SimPO peaks near
     # 0.835 at 300 steps and falls back (0.665 at 600) as it lowers both answers.
     "simpo": ({"beta": 2.0, "simpo_gamma": 0.5, "loss_type": "simpo, sft"}, 1e-3, 400),
-    # measured 0.879 (from 0.64; lr 1e-4: 0.853): KTO drags both answers down at higher
-    # rates and small beta (beta 0.1, lr 1e-3: 0.61, 3e-4: 0.69 in 300 steps); beta 0.5-3
+    # measured 0.879 (from 0.64; lr 1e-4: 0.853, 3e-4: 0.585): KTO drags both answers down
+    # at higher rates and small beta (beta 0.1, lr 1e-3: 0.61, 3e-4: 0.69 in 300 steps); beta 0.5-3
     # at lr 1e-4 gets 0.76-0.80 in 600 steps
     "kto": ({"beta": 1.0}, 2e-4, 1200),
 }
