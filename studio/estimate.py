@@ -34,6 +34,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.spec import comma_list
+
 DTYPE_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2}
 GIB = 1024**3
 BLOCK_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
@@ -393,7 +395,7 @@ def freeze_trains(name: str, n_layers: int, last_n: int, extra: str) -> bool:
     match = BLOCK_INDEX.search(name)
     if match and int(match.group(1)) >= n_layers - last_n:
         return True
-    return any(frag.strip() and frag.strip() in name for frag in extra.split(","))
+    return any(frag in name for frag in comma_list(extra))
 
 
 def lora_targets(inv: Inventory, target_modules: str) -> list[tuple[str, int, int]]:
@@ -401,7 +403,7 @@ def lora_targets(inv: Inventory, target_modules: str) -> list[tuple[str, int, in
     "all-linear" = every linear but the output head; names match whole or as a suffix."""
     if target_modules.strip().lower() == "all-linear":
         return [m for m in inv.linears if m[0] != inv.output_module]
-    wanted = [t.strip() for t in target_modules.split(",") if t.strip()]
+    wanted = comma_list(target_modules)
     hit = lambda name: any(name == t or name.endswith("." + t) for t in wanted)  # noqa: E731
     return [m for m in inv.linears + inv.embeddings if hit(m[0])]
 
@@ -717,7 +719,7 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
     elif frozen:
         layer -= e * 2 * H  # frozen weights need no saved inputs for weight gradients
     layers = L
-    if regime == "freeze" and not any(f.strip() and "embed" in f for f in method_spec.freeze_extra_modules.split(",")):
+    if regime == "freeze" and not any("embed" in f for f in comma_list(method_spec.freeze_extra_modules)):
         layers = min(L, method_spec.freeze_trainable_layers)  # no gradient flows below the trained blocks
 
     loss = 12 * V + (0 if frozen else (10 if autocast else e * 3) * H)  # per token

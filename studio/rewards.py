@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from studio.spec import comma_list
 from studio.tasks import extract_answer
 
 MODEL_PREFIX = "model:"
@@ -95,14 +96,10 @@ PRESETS: dict[str, tuple[RewardFn, str]] = {
 }
 
 
-def reward_names(spec_reward: str | None) -> list[str]:
-    """method.reward -> its entries: several may be summed, e.g. "exact_match, closeness"."""
-    return [n.strip() for n in (spec_reward or "").split(",") if n.strip()]
-
-
 def unknown_rewards(spec_reward: str | None) -> list[str]:
-    """The entries of method.reward that are neither a preset nor model:<dir>."""
-    return [n for n in reward_names(spec_reward) if n not in PRESETS and not is_model_reward(n)]
+    """The entries of method.reward (several are summed, e.g. "exact_match, closeness")
+    that are neither a preset nor model:<dir>."""
+    return [n for n in comma_list(spec_reward) if n not in PRESETS and not is_model_reward(n)]
 
 
 def is_model_reward(name: str) -> bool:

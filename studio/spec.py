@@ -223,6 +223,12 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
+def comma_list(text: str | None) -> list[str]:
+    """The entries of a comma-separated field (method.reward, method.loss_type,
+    method.target_modules, ...), stripped, empty ones dropped: one grammar for all."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def set_path(data: dict, key: str, value) -> None:
     parts = key.split(".")
     node = data
@@ -435,9 +441,9 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
     if m.name in ("grpo", "ppo"):
-        from studio.rewards import PRESETS, reward_names, unknown_rewards
+        from studio.rewards import PRESETS, unknown_rewards
 
-        if not reward_names(m.reward):
+        if not comma_list(m.reward):
             add("reward", "choose a reward preset (e.g. exact_match) or model:<reward run dir>")
         for name in unknown_rewards(m.reward):
             add("reward", f"'{name}' is not a reward preset ({', '.join(PRESETS)}) "

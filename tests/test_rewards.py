@@ -76,6 +76,8 @@ def test_closeness_gives_partial_credit_by_distance(wrap):
 
 
 def test_several_rewards_are_named_by_commas_and_unknown_ones_are_listed():
-    assert rewards.reward_names(" exact_match, closeness ,") == ["exact_match", "closeness"]
+    from studio.spec import comma_list
+
+    assert comma_list(" exact_match, closeness ,") == ["exact_match", "closeness"]
     assert rewards.unknown_rewards("exact_match, bogus, model:runs/rm") == ["bogus"]
     assert rewards.unknown_rewards("") == []

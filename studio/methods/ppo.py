@@ -19,10 +19,8 @@ def make_reward(ctx: TrainContext):
     from studio.methods.reward_model import reward_functions
 
     functions = reward_functions(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
-    if len(functions) == 1:
-        return functions[0]
 
-    def summed(**kw) -> list[float]:  # as GRPO does with several rewards
+    def summed(**kw) -> list[float]:  # several rewards add up, as in GRPO
         return [sum(scores) for scores in zip(*(fn(**kw) for fn in functions))]
 
     return summed

@@ -19,6 +19,7 @@ import copy
 
 from studio.methods import common
 from studio.methods.context import TrainContext
+from studio.spec import comma_list
 
 # trl 1.16 DPOConfig.loss_type values (a list there; the spec holds one name or a
 # comma-separated mix such as "sigmoid,sft").
@@ -27,13 +28,8 @@ DPO_LOSSES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_
 KTO_LOSSES = ("kto", "apo_zero_unpaired")
 
 
-def loss_names(loss_type: str) -> list[str]:
-    """method.loss_type's comma-separated names."""
-    return [n.strip() for n in (loss_type or "").split(",") if n.strip()]
-
-
 def dpo_loss_types(loss_type: str) -> list[str]:
-    names = loss_names(loss_type) or ["sigmoid"]
+    names = comma_list(loss_type) or ["sigmoid"]
     unknown = [n for n in names if n not in DPO_LOSSES]
     if unknown:
         raise ValueError(f"method.loss_type: '{unknown[0]}' is not a DPO loss; choose one of "
@@ -45,7 +41,7 @@ def simpo_nll_weight(loss_type: str) -> float:
     """trl's cpo_alpha for SimPO: 1 when "sft" is in method.loss_type, else 0. The
     chosen answers' NLL keeps SimPO from lowering both answers' likelihood, which on the
     shipped task undid its gains after ~300 steps (0.835 -> 0.665 held-out at 600)."""
-    names = loss_names(loss_type)
+    names = comma_list(loss_type)
     unknown = [n for n in names if n not in ("simpo", "sigmoid", "sft")]  # sigmoid: the spec's default
     if unknown:
         raise ValueError(f"method.loss_type: '{unknown[0]}' is not a SimPO loss; use 'simpo', or 'simpo, sft' "

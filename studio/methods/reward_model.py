@@ -143,9 +143,9 @@ def reward_for(name: str, device: str = "cpu", trust_remote_code: bool = False):
 
 def reward_functions(spec_reward: str, device: str = "cpu", trust_remote_code: bool = False) -> list:
     """Every entry of method.reward (comma-separated) -> its callable, each named for its metric."""
-    from studio.rewards import reward_names
+    from studio.spec import comma_list
 
-    names = reward_names(spec_reward)
+    names = comma_list(spec_reward)
     if not names:
         raise ValueError("method.reward: choose a reward preset (e.g. exact_match) or model:<reward run dir>")
     return [reward_for(name, device, trust_remote_code) for name in names]

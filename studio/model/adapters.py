@@ -3,6 +3,7 @@ adapter regimes wrap the model with peft. peft loads lazily (it costs seconds)."
 from __future__ import annotations
 
 from studio.estimate import freeze_trains, ia3_targets
+from studio.spec import comma_list
 
 ADAPTER_REGIMES = ("lora", "dora", "qlora")
 
@@ -11,7 +12,7 @@ def _targets(method_spec):
     raw = method_spec.target_modules.strip()
     if raw.lower() == "all-linear":
         return "all-linear"
-    names = [t.strip() for t in raw.split(",") if t.strip()]
+    names = comma_list(raw)
     if not names:
         raise ValueError("method.target_modules: give 'all-linear' or comma-separated module names, e.g. q_proj,v_proj")
     return names
