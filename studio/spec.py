@@ -109,6 +109,10 @@ class MethodSpec:
     beta: float = 0.1
     loss_type: str = "sigmoid"  # dpo variants
     simpo_gamma: float = 0.5
+    # KTO: weights of the thumbs-up and thumbs-down rows' losses (the KTO paper keeps
+    # desirable x n_desirable / (undesirable x n_undesirable) within [1, 4/3])
+    desirable_weight: float = 1.0
+    undesirable_weight: float = 1.0
     reference_model: str = ""  # "" = the starting policy
     # online RL (grpo, ppo)
     reward: str = "exact_match"  # a reward preset name, or "model:<run dir or folder>"
@@ -440,6 +444,9 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
         add("freeze_trainable_layers", f"the model has {model.n_layers} blocks; train at most that many")
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
+    for weight in ("desirable_weight", "undesirable_weight"):
+        if m.name == "kto" and getattr(m, weight) <= 0:
+            add(weight, "must be positive, e.g. 1.0 (1.33 for the thumbs-up rows of balanced data)")
     if m.name in ("grpo", "ppo"):
         from studio.rewards import PRESETS, unknown_rewards
 

@@ -56,6 +56,8 @@ def test_overrides_coerce_types_and_name_unknown_fields():
      "method.reward"),
     ({"method.name": "ppo", "model.source": "pretrained", "model.name_or_path": "x",
       "method.reward": "exact_match, bogus"}, "method.reward"),
+    ({"method.name": "kto", "model.source": "pretrained", "model.name_or_path": "x",
+      "method.undesirable_weight": 0}, "method.undesirable_weight"),
 ])
 def test_impossible_settings_are_reported_by_field(changes, field):
     data = default_spec().to_dict()

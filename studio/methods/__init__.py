@@ -105,7 +105,7 @@ REGISTRY: dict[str, Method] = {
         ),
         Method(
             "kto", "KTO (unpaired preference)", "preference", ("unpaired", "preference"), _PREF_REGIMES,
-            "preference", True, ("beta", "reference_model"),
+            "preference", True, ("beta", "desirable_weight", "undesirable_weight", "reference_model"),
             ("rewards/chosen", "rewards/rejected", "rewards/margins", "kl"),
             "Preference", "Align from thumbs-up/down labels", "Medium", "Fast",
             "Completions labelled good/bad", 5e-7, {"method.beta": 0.1},

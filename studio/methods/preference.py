@@ -98,6 +98,7 @@ def _kto(ctx, model, tokenizer, data):
     # data in order: shuffle once here (seeded) so a batch mixes prompts and labels.
     train = data.train.shuffle(seed=ctx.spec.train.seed)
     args = common.make_config(KTOConfig, ctx, data.eval, beta=m.beta, loss_type=kto_loss_type(m.loss_type),
+                              desirable_weight=m.desirable_weight, undesirable_weight=m.undesirable_weight,
                               max_length=ctx.spec.model.max_seq_len, dataset_num_proc=None,
                               remove_unused_columns=False)
     return KTOTrainer(model=model, ref_model=load_reference(ctx, model, tokenizer), args=args,

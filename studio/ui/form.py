@@ -35,11 +35,13 @@ CHOICES: dict[str, tuple] = {
 # Fields where the person may also type a value outside the list.
 CUSTOM_VALUES = {"method.reward"}
 SOURCES_PATH = "data.sources"
-# Fields whose free text has a grammar the label cannot show.
+# Fields whose grammar or rule of thumb the label cannot show.
 FIELD_INFO = {
     SOURCES_PATH: "One source per line: `path or hub name | subset | weight` (subset and weight optional).",
     "method.loss_type": "DPO: sigmoid, ipo, hinge, ... (comma-separated to mix). KTO: kto or apo_zero_unpaired. "
                         "Add 'sft' (e.g. 'sigmoid, sft' or 'simpo, sft') to also train on the chosen answers.",
+    "method.desirable_weight": "KTO: weight of the thumbs-up rows' loss. With as many up as down rows, "
+                               "1.0-1.33 (1.33 taught the shipped task best).",
     "method.reward": "A preset, or model:<reward run dir>; several are summed with commas, e.g. "
                      "'exact_match, closeness'.",
 }

@@ -19,7 +19,8 @@ MAIN = ["method.name", "method.regime"]
 ADAPTER = ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.target_modules",
            "method.freeze_trainable_layers", "method.freeze_extra_modules", "method.num_virtual_tokens",
            "method.quant_type", "method.double_quant", "method.compute_dtype"]
-PREFERENCE = ["method.beta", "method.loss_type", "method.simpo_gamma", "method.reference_model"]
+PREFERENCE = ["method.beta", "method.loss_type", "method.simpo_gamma", "method.desirable_weight",
+              "method.undesirable_weight", "method.reference_model"]
 ONLINE = ["method.reward", "method.group_size", "method.temperature", "method.top_k", "method.top_p",
           "method.max_new_tokens", "method.ppo_epochs", "method.clip_range", "method.vf_coef",
           "method.gamma", "method.gae_lambda", "method.kl_coef", "method.mini_batch_size"]
