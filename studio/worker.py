@@ -49,6 +49,31 @@ def apply_memory_limit() -> int | None:
     return limit
 
 
+# glibc's defaults hand every freed block above ~128 KB back to the kernel (adapting the
+# limit only as it sees frees), so a CPU training step's large temporaries (activations,
+# the LM head's logits tiles) are mapped, page-faulted in and unmapped again step after
+# step. Keeping up to 32 MB blocks in the heap and 64 MB free at its top halves the page
+# faults of the quickstart run (measured 0.50M -> 0.28M) for a few MB more resident memory.
+MALLOC_MMAP_THRESHOLD = 32 << 20
+MALLOC_TRIM_THRESHOLD = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc malloc to reuse freed memory rather than return it to the kernel
+    (mallopt; no-op where libc is not glibc). Called first, before torch allocates."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD))
+
+
 def resolve_device(spec: RunSpec) -> tuple[str, str]:
     import torch
 
@@ -138,6 +163,7 @@ def main(argv: list[str]) -> int:
     run_dir = Path(argv[0]).resolve()
     spec = RunSpec.load(run_dir / "spec.yaml")
     skipped = skip_imports.for_run(spec)  # before anything imports peft/transformers
+    keep_freed_memory()
     apply_memory_limit()
     launched = "LOCAL_RANK" in os.environ  # a rank of an accelerate/torchrun group
     if rank() != 0:  # extra ranks of a multi-process launch: train, write nothing
