@@ -7,6 +7,7 @@ and must stay light until someone actually loads a model.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import threading
@@ -35,6 +36,10 @@ class Loaded:
     device: str
     lock: threading.Lock = field(default_factory=threading.Lock)  # one generate at a time per model
     label: str = ""  # what the page shows instead of the path (demo mode hides paths)
+
+    @functools.cached_property
+    def stop_ids(self) -> list[int]:
+        return stop_token_ids(self.tokenizer)
 
     @property
     def is_adapter(self) -> bool:
@@ -192,12 +197,18 @@ def stop_token_ids(tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _token_streamer(base):
-    """TextIteratorStreamer that hands out text after every token. The stock one holds
-    text back until a space, so a reply without spaces (digits, code, a small model's
-    babble) would arrive all at once; here only an unfinished UTF-8 character waits."""
+@functools.lru_cache(maxsize=None)
+def _streaming_classes():
+    """(TokenStreamer, StopOnEvent), built once: made per reply, the two classes cost
+    about a millisecond of the first token's latency (class creation and the cyclic
+    garbage it leaves)."""
+    from transformers import StoppingCriteria, TextIteratorStreamer
 
-    class TokenStreamer(base):
+    class TokenStreamer(TextIteratorStreamer):
+        """Hands out text after every token. The stock streamer holds text back until a
+        space, so a reply without spaces (digits, code, a small model's babble) would
+        arrive all at once; here only an unfinished UTF-8 character waits."""
+
         def put(self, value):
             if len(value.shape) > 1:
                 value = value[0]
@@ -213,14 +224,21 @@ def _token_streamer(base):
                 self.token_cache, self.print_len = [], 0
             self.on_finalized_text(printable)
 
-    return TokenStreamer
+    class StopOnEvent(StoppingCriteria):
+        def __init__(self, event: threading.Event):
+            self.event = event
+
+        def __call__(self, input_ids, scores, **kw):
+            return self.event.is_set()
+
+    return TokenStreamer, StopOnEvent
 
 
 def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettings | None = None,
                 stop_event: threading.Event | None = None) -> Iterator[str]:
     """Yield the reply as it grows (the whole text so far each time), token by token."""
     import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    from transformers import StoppingCriteriaList
 
     settings = settings or GenerationSettings()
     # our own event when none is given: closing this generator must stop generate()
@@ -228,18 +246,14 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
     tok = loaded.tokenizer
     prompt = build_prompt(tok, messages, settings)
     inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
-    streamer = _token_streamer(TextIteratorStreamer)(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
-
-    class _Stop(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kw):
-            return stop_event.is_set()
-
+    token_streamer, stop_on_event = _streaming_classes()
+    streamer = token_streamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=300)
     sample = settings.temperature > 0
     gen_kwargs = dict(
         **inputs, streamer=streamer, max_new_tokens=settings.max_new_tokens, do_sample=sample,
-        repetition_penalty=settings.repetition_penalty, eos_token_id=stop_token_ids(tok),
+        repetition_penalty=settings.repetition_penalty, eos_token_id=loaded.stop_ids,
         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-        stopping_criteria=StoppingCriteriaList([_Stop()]),
+        stopping_criteria=StoppingCriteriaList([stop_on_event(stop_event)]),
     )
     if sample:
         gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p,

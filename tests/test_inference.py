@@ -49,7 +49,7 @@ def test_stream_grows_and_uses_the_chat_template(tiny):
     # a reply without spaces still streams (the stock streamer would wait for a space)
     digits = [str(i % 10) for i in range(12)]
     ids = [tiny.tokenizer.convert_tokens_to_ids(d) for d in digits]
-    streamer = inference._token_streamer(__import__("transformers").TextIteratorStreamer)(tiny.tokenizer)
+    streamer = inference._streaming_classes()[0](tiny.tokenizer)
     import torch
     for i in ids:
         streamer.put(torch.tensor([i]))
