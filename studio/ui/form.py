@@ -40,8 +40,8 @@ FIELD_INFO = {
     SOURCES_PATH: "One source per line: `path or hub name | subset | weight` (subset and weight optional).",
     "method.loss_type": "DPO: sigmoid, ipo, hinge, ... (comma-separated to mix). KTO: kto or apo_zero_unpaired. "
                         "Add 'sft' (e.g. 'sigmoid, sft' or 'simpo, sft') to also train on the chosen answers.",
-    "method.desirable_weight": "KTO: weight of the thumbs-up rows' loss. With as many up as down rows, "
-                               "1.0-1.33 (1.33 taught the shipped task best).",
+    "method.desirable_weight": "KTO: weight of the thumbs-up rows' loss. The KTO paper keeps it 1-1.33 "
+                               "for as many up as down rows; 2 taught the shipped sums best.",
     "method.reward": "A preset, or model:<reward run dir>; several are summed with commas, e.g. "
                      "'exact_match, closeness'.",
 }
