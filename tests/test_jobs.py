@@ -192,6 +192,23 @@ def test_peak_memory_reaches_the_progress_line():
     assert "position 2 in the queue" in queued and "data-queue='2'" in queued
 
 
+
+def test_a_late_tick_of_the_previous_run_does_not_keep_its_chart(tmp_path):
+    """Ticks run beside Start: one for run A that ends after Start switched to run B writes
+    A's stream back; the next tick must start B's stream over, not keep A's points."""
+    from studio.ui.train_tab import poll
+
+    spec = default_spec().with_overrides(["train.max_steps=10"])
+    run_a, run_b = jobs.create_run(spec, tmp_path), jobs.create_run(spec, tmp_path)
+    (run_a / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "kind": "train", "loss": 2.0}) + "\n"
+                                                 for i in range(1, 4)))
+    jobs.write_status(run_a, state="running")
+    late = poll(run_a.name, run_a.name, 0, [], "", 0, False, "step", tmp_path)  # A's tick
+    watched, offset, records, shown = late[:4]
+    assert (watched, len(records), shown) == (run_a.name, 3, "running") and offset > 0
+    nxt = poll(run_b.name, watched, offset, records, shown, 0, False, "step", tmp_path)  # B's first tick
+    assert nxt[0] == run_b.name and nxt[1] == 0 and nxt[2] == [] and nxt[3] == "queued"
+
 def test_resume_without_optimizer_state_extends_steps_and_drops_the_optimizer(tmp_path, monkeypatch):
     from studio.methods.common import resume_checkpoint
     from studio.methods.context import TrainContext

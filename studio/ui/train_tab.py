@@ -113,16 +113,22 @@ def figures(records, smoothing, log_y, x):
     return (loss, gr.update(value=sig, visible=sig is not None), gr.update(value=meth, visible=meth is not None))
 
 
-def poll(run_id, offset, records, shown_state, smoothing, log_y, x, runs_dir):
+def poll(run_id, watched, offset, records, shown_state, smoothing, log_y, x, runs_dir):
     """One timer tick: read what was appended, redraw only if something was, refresh the
-    history when the state changed, and stop polling once the run has ended."""
+    history when the state changed, and stop polling once the run has ended.
+
+    `watched` names the run that offset/records/shown_state belong to. Ticks run beside
+    other events, so a tick of the previous run can finish after Start or the picker
+    switched runs and write that run's stream back; the next tick then starts over."""
     keep = gr.skip()
+    if watched != run_id:
+        offset, records, shown_state = 0, [], ""
     if not run_id:
-        return (offset, records, "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
+        return ("", offset, records, "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
                 keep, keep, gr.Timer(active=False))
     run_dir = jobs.run_path(run_id, runs_dir)
     if not run_dir.exists():  # deleted from another browser
-        return (0, [], "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
+        return (run_id, 0, [], "", progress_html({}, []), *figures([], smoothing, log_y, x), "",
                 gr.update(value=history_rows(runs_dir)), gr.update(choices=run_choices(runs_dir)),
                 gr.Timer(active=False))
     tail = MetricsTail(run_dir / "metrics.jsonl", offset)
@@ -136,7 +142,7 @@ def poll(run_id, offset, records, shown_state, smoothing, log_y, x, runs_dir):
     changed = state != shown_state
     history = gr.update(value=history_rows(runs_dir)) if changed else keep
     picker = gr.update(choices=run_choices(runs_dir)) if changed else keep
-    return (tail.offset, records, state, progress_html(st, records), *plots, log_tail(run_dir),
+    return (run_id, tail.offset, records, state, progress_html(st, records), *plots, log_tail(run_dir),
             history, picker, gr.Timer(active=not done))
 
 
@@ -197,6 +203,7 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
         export_file = gr.File(label="spec.yaml", elem_id="export-file", interactive=False)
         cli_box = gr.Code(label="Equivalent CLI command", language="shell", elem_id="cli-command")
     run_id, offset, records, shown_state = gr.State(""), gr.State(0), gr.State([]), gr.State("")
+    watched = gr.State("")  # the run offset/records/shown_state were read from (see poll)
     timer = gr.Timer(POLL_SECONDS, active=False)
     reset = [offset, records, shown_state]  # watching another run starts its stream over
 
@@ -261,14 +268,14 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
         return gr.update(choices=choices), gr.update(choices=choices), history_rows(runs_dir)
 
     refresh.click(on_refresh, None, [run_pick, compare_pick, history], api_visibility="private")
-    poll_outputs = [offset, records, shown_state, progress, loss_plot, signals_plot, method_plot, log_box,
+    poll_outputs = [watched, offset, records, shown_state, progress, loss_plot, signals_plot, method_plot, log_box,
                     history, compare_pick, timer]
 
-    def tick(rid, off, recs, shown, sm, ly, xa):
-        return poll(rid, off, recs, shown, sm, ly, xa, runs_dir)
+    def tick(rid, seen, off, recs, shown, sm, ly, xa):
+        return poll(rid, seen, off, recs, shown, sm, ly, xa, runs_dir)
 
     # ticks only read files: every browser's ticks run side by side, none waits for another's
-    timer.tick(tick, [run_id, offset, records, shown_state, smoothing, log_y, x_axis], poll_outputs,
+    timer.tick(tick, [run_id, watched, offset, records, shown_state, smoothing, log_y, x_axis], poll_outputs,
                show_progress="hidden", api_visibility="private", concurrency_limit=None)
 
     def compared(picked, sm, ly, xa):
