@@ -199,9 +199,8 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def _streaming_classes():
-    """(TokenStreamer, StopOnEvent), built once: made per reply, the two classes cost
-    about a millisecond of the first token's latency (class creation and the cyclic
-    garbage it leaves)."""
+    """(TokenStreamer, StopOnEvent), built once per process rather than per reply (the
+    first-text bench measured ~0.8 ms less with this; class creation is all it saves)."""
     from transformers import StoppingCriteria, TextIteratorStreamer
 
     class TokenStreamer(TextIteratorStreamer):

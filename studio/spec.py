@@ -445,9 +445,10 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
         add("freeze_trainable_layers", f"the model has {model.n_layers} blocks; train at most that many")
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
-    for weight in ("desirable_weight", "undesirable_weight"):
-        if m.name == "kto" and getattr(m, weight) <= 0:
-            add(weight, "must be positive, e.g. 1.0")
+    if m.name == "kto":
+        for weight in ("desirable_weight", "undesirable_weight"):
+            if getattr(m, weight) <= 0:
+                add(weight, "must be positive, e.g. 1.0")
     if m.name in ("grpo", "ppo"):
         from studio.rewards import PRESETS, unknown_rewards
 

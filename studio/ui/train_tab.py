@@ -288,8 +288,9 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
         return charts.loss_figure([], sm, xa, ly, runs=runs) if runs else None
 
     for ctl in (smoothing, log_y, x_axis):
-        ctl.change(lambda rid, off, recs, sm, ly, xa: figures(recs, sm, ly, xa),
-                   [run_id, offset, records, smoothing, log_y, x_axis], [loss_plot, signals_plot, method_plot],
+        # the records may still be another run's until the next tick (see poll)
+        ctl.change(lambda rid, seen, recs, sm, ly, xa: figures(recs if seen == rid else [], sm, ly, xa),
+                   [run_id, watched, records, smoothing, log_y, x_axis], [loss_plot, signals_plot, method_plot],
                    show_progress="hidden", api_visibility="private")
         ctl.change(compared, [compare_pick, smoothing, log_y, x_axis], compare_plot,
                    show_progress="hidden", api_visibility="private")
