@@ -32,7 +32,7 @@ def plan(quick: bool) -> dict[str, list[str]]:
         "train_overhead": ["train_overhead.py", "--steps", "10" if few else "30", "--repeats", "1" if few else "3"],
         "vs_llamafactory": ["vs_llamafactory.py", "--steps", "10" if few else "30", "--repeats", "1" if few else "3"],
         "ui_latency": ["ui_latency.py", "--repeats", "1" if few else "3", "--metrics", "3" if few else "5"],
-        "chat_latency": ["chat_latency.py", "--rounds", "3" if few else "8"],
+        "chat_latency": ["chat_latency.py", "--rounds", "10" if few else "100"],
         "data_pipeline": ["data_pipeline.py", "--rows", "20000" if few else "100000"],
         "estimate_memory": ["estimate_memory.py"],
     }

@@ -62,6 +62,29 @@ def test_stream_grows_and_uses_the_chat_template(tiny):
     assert prompt.endswith("<|im_start|>assistant\n")
 
 
+def test_a_waiting_reader_has_each_piece_before_generation_goes_on(tiny):
+    """The hand-off: with a reader blocked on the stream, the generate side returns from
+    handing out a piece only once the reader holds it (without it, the piece sits in the
+    queue while the generate thread keeps the GIL); with no reader, it does not wait."""
+    streamer = inference._streaming_classes()[0](tiny.tokenizer)
+    streamer.handoff_timeout = 5.0  # a hand-off that never completes would show as a 5 s stall
+    got = []
+    reader = threading.Thread(target=lambda: got.append(next(streamer)))
+    reader.start()
+    while not streamer._reader_waiting:
+        time.sleep(0.001)
+    for _ in range(3):  # give the reader time to block inside the queue, not just flag it
+        time.sleep(0.01)
+    streamer.on_finalized_text("hello")
+    assert streamer.text_queue.empty(), "the waiting reader had not taken its piece"
+    reader.join(5)
+    assert got == ["hello"]
+    started = time.perf_counter()
+    streamer.on_finalized_text("nobody reads this yet")
+    assert time.perf_counter() - started < 1.0, "handing a piece out waited for a reader that was not there"
+    assert next(streamer) == "nobody reads this yet"
+
+
 def test_closing_the_stream_stops_generation_and_frees_the_model(tiny):
     stop = threading.Event()
     stream = stream_chat(tiny, [{"role": "user", "content": "count"}],
