@@ -20,7 +20,18 @@ from studio.spec import DataSource, RunSpec
 
 SOURCE_COLUMN = "_source"  # kept only by the preview, to say which source a row came from
 MAX_EXAMPLES = 5  # bad rows shown per source
-PARALLEL_FROM = 50_000  # rows from which a hub dataset is normalised in several processes
+PARALLEL_FROM = 50_000  # rows from which a datasets map runs in several processes
+
+
+def map_procs(ds) -> int | None:
+    """Processes for a `datasets` map over `ds`: up to 4 for a large in-memory set, None
+    (in this process) below PARALLEL_FROM rows, where starting processes costs more than
+    they save, and for a stream (an IterableDataset maps lazily, in one process)."""
+    import datasets
+
+    if not isinstance(ds, datasets.Dataset) or len(ds) < PARALLEL_FROM:
+        return None
+    return min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -191,9 +202,8 @@ def _normalize_dataset(ds, fmt: str, kind: str, report: SourceReport, source: in
     from datasets import Features, Value
 
     features = Features({**features_for(kind, True, True), "_bad": Value("string"), "_line": Value("int64")})
-    num_proc = min(4, os.cpu_count() or 1) if len(ds) >= PARALLEL_FROM else None
     out = ds.map(_normalizer(fmt, kind, list(features), source, keep_bad=True), batched=True,
-                 with_indices=True, remove_columns=ds.column_names, features=features, num_proc=num_proc,
+                 with_indices=True, remove_columns=ds.column_names, features=features, num_proc=map_procs(ds),
                  desc=f"normalising {report.path}")
     is_bad = pc.is_valid(out.data.column("_bad")).to_numpy(zero_copy_only=False)
     bad_rows = np.flatnonzero(is_bad)

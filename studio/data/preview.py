@@ -9,13 +9,12 @@ from collections import Counter
 
 from studio.data.errors import DataError
 from studio.data.formats import FORMATS, detect_format
-from studio.data.mix import SOURCE_COLUMN, SourceReport, _format_of, _normalized, mix
+from studio.data.mix import SOURCE_COLUMN, SourceReport, _format_of, _normalized, map_procs, mix
 from studio.data.sources import Raw, read_source
 from studio.spec import DataSource, RunSpec
 
 PROPORTION_ROWS = 10_000  # rows of a streamed blend counted for the achieved proportions
 TOKEN_ROWS = 20_000  # rows per source tokenised for the length statistics
-PARALLEL_FROM = 50_000  # rows from which tokenising uses several processes
 INSPECT_STREAM = 1000  # rows of a streamed source that `inspect` looks at
 
 
@@ -105,9 +104,8 @@ def token_lengths(ds, kind: str, tokenizer=None) -> list[int]:
             return {"n": [len(t) for t in texts]}
         return {"n": [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]}
 
-    num_proc = min(4, os.cpu_count() or 1) if len(ds) >= PARALLEL_FROM else None
     out = ds.map(lengths, batched=True, batch_size=1000, remove_columns=ds.column_names,
-                 num_proc=num_proc, load_from_cache_file=False, keep_in_memory=True)
+                 num_proc=map_procs(ds), load_from_cache_file=False, keep_in_memory=True)
     return out["n"]
 
 

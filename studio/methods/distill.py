@@ -15,6 +15,7 @@ masks non-assistant tokens and packs; only compute_loss differs.
 """
 from __future__ import annotations
 
+from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
 
@@ -130,7 +131,7 @@ def train(ctx: TrainContext) -> None:
         max_length=spec.model.max_seq_len,
         packing=spec.data.packing,
         assistant_only_loss=spec.data.assistant_only_loss and has_generation_marks and data.kind == "conversation",
-        dataset_num_proc=None,
+        dataset_num_proc=map_procs(data.train),
     )
     trainer = make_trainer_class()(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, processing_class=tokenizer,

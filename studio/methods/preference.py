@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 
+from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
 from studio.spec import comma_list
@@ -81,7 +82,7 @@ def _dpo(ctx, model, tokenizer, data):
 
     m = ctx.spec.method
     args = common.make_config(DPOConfig, ctx, data.eval, beta=m.beta, loss_type=dpo_loss_types(m.loss_type),
-                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=None,
+                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=map_procs(data.train),
                               remove_unused_columns=False)
     return DPOTrainer(model=model, ref_model=load_reference(ctx, model, tokenizer), args=args,
                       train_dataset=data.train, eval_dataset=data.eval, processing_class=tokenizer,
@@ -99,7 +100,7 @@ def _kto(ctx, model, tokenizer, data):
     train = data.train.shuffle(seed=ctx.spec.train.seed)
     args = common.make_config(KTOConfig, ctx, data.eval, beta=m.beta, loss_type=kto_loss_type(m.loss_type),
                               desirable_weight=m.desirable_weight, undesirable_weight=m.undesirable_weight,
-                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=None,
+                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=map_procs(data.train),
                               remove_unused_columns=False)
     return KTOTrainer(model=model, ref_model=load_reference(ctx, model, tokenizer), args=args,
                       train_dataset=train, eval_dataset=data.eval, processing_class=tokenizer,
@@ -110,7 +111,7 @@ def _orpo(ctx, model, tokenizer, data):
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     args = common.make_config(ORPOConfig, ctx, data.eval, beta=ctx.spec.method.beta,
-                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=None,
+                              max_length=ctx.spec.model.max_seq_len, dataset_num_proc=map_procs(data.train),
                               remove_unused_columns=False)
     return ORPOTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                        processing_class=tokenizer, callbacks=ctx.callbacks)
@@ -123,7 +124,7 @@ def _simpo(ctx, model, tokenizer, data):
     args = common.make_config(CPOConfig, ctx, data.eval, beta=m.beta, loss_type="simpo",
                               cpo_alpha=simpo_nll_weight(m.loss_type),
                               simpo_gamma=m.simpo_gamma, max_length=ctx.spec.model.max_seq_len,
-                              dataset_num_proc=None, remove_unused_columns=False)
+                              dataset_num_proc=map_procs(data.train), remove_unused_columns=False)
     return CPOTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
                       processing_class=tokenizer, callbacks=ctx.callbacks)
 

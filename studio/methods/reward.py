@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
 
@@ -95,7 +96,7 @@ def train(ctx: TrainContext) -> None:
     data = common.load_data(ctx, ("preference",))
     model = apply_reward_regime(load_classifier(ctx, tokenizer), ctx)
     args = common.make_config(RewardConfig, ctx, data.eval, max_length=ctx.spec.model.max_seq_len,
-                              dataset_num_proc=None)
+                              dataset_num_proc=map_procs(data.train))
     if args.load_best_model_at_end:
         args.metric_for_best_model, args.greater_is_better = "eval_accuracy", True
     trainer = RewardTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,

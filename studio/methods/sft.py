@@ -5,8 +5,10 @@ studio.model.apply_regime before the trainer sees the model, so every method sha
 one implementation of the regimes."""
 from __future__ import annotations
 
+from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
+from studio.methods.sft_tokens import tokenise_chats
 
 
 def train(ctx: TrainContext) -> None:
@@ -16,18 +18,32 @@ def train(ctx: TrainContext) -> None:
     data = common.load_data(ctx, ("conversation",))
     model = common.load_model(ctx, tokenizer)
     spec = ctx.spec
-    has_generation_marks = common.has_generation_marks(tokenizer)
     # prompt-style adapters prepend virtual tokens; peft pads the labels for them with -100,
     # so the assistant mask still lines up
-    assistant_only = spec.data.assistant_only_loss and has_generation_marks
+    assistant_only = spec.data.assistant_only_loss and common.has_generation_marks(tokenizer)
+    block = spec.model.max_seq_len
+    train_ds = tokenise_chats(data.train, tokenizer, block, assistant_only)
+    eval_ds = tokenise_chats(data.eval, tokenizer, block, assistant_only) if data.eval is not None else None
+    _say_dropped(data.train, train_ds, block)
     args = common.make_config(
-        SFTConfig, ctx, data.eval,
-        max_length=spec.model.max_seq_len,
+        SFTConfig, ctx, eval_ds,
+        # the rows arrive tokenised, labelled and cut to the block: trl has only packing left
+        # to do (max_length=None skips its per-row truncation pass)
+        max_length=block if spec.data.packing else None,
         packing=spec.data.packing,
-        assistant_only_loss=assistant_only,
-        dataset_num_proc=None,
+        dataset_num_proc=map_procs(train_ds),  # for packing
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data.train, eval_dataset=data.eval,
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                          processing_class=tokenizer, callbacks=ctx.callbacks,
                          **common.optimizer_kwargs(ctx))
     common.train_and_save(ctx, trainer, tokenizer)
+
+
+def _say_dropped(before, after, block: int) -> None:
+    try:
+        dropped = len(before) - len(after)
+    except TypeError:  # a stream: its length is unknown
+        return
+    if dropped:
+        print(f"Data: {dropped} training rows left out: no assistant token within the first {block} tokens "
+              "(model.max_seq_len)", flush=True)

@@ -1,0 +1,37 @@
+"""SFT's conversations -> the token ids and labels it trains on, in one batched map (in
+several processes for a large set), before trl sees them.
+
+trl's SFTTrainer prepares a dataset a row at a time in one process: tokenise, build the
+labels, truncate, drop rows left without a trained token (four per-row passes). For 100k
+short chats that took 34 s here; the same ids and labels from one batched map took 13 s,
+8 s in 2 processes (bench/data_pipeline.py). Given a dataset that already has input_ids
+and labels, trl skips its tokenising and labelling; with no max_length it skips its
+truncation too (done here), and it still packs when asked. A test holds the rows equal
+to trl's own preparation."""
+from __future__ import annotations
+
+
+def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool):
+    """`messages` rows -> `input_ids` and `labels` (-100 where no loss is taken: outside the
+    assistant's turns when `assistant_only`), cut to `max_length` from the start; rows left
+    with no trained token are dropped, as trl drops them."""
+    import datasets
+
+    from studio.data.mix import map_procs
+
+    def encode(batch):
+        out = tokenizer.apply_chat_template(batch["messages"], tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=assistant_only)
+        rows = {"input_ids": [], "labels": []}
+        for i, ids in enumerate(out["input_ids"]):
+            ids = ids[:max_length]
+            labels = [t if m else -100 for t, m in zip(ids, out["assistant_masks"][i])] if assistant_only else ids
+            if any(t != -100 for t in labels):
+                rows["input_ids"].append(ids)
+                rows["labels"].append(labels)
+        return rows
+
+    # a stream maps lazily, where neither processes nor a progress description apply
+    kwargs = ({"num_proc": map_procs(dataset), "desc": "Tokenising conversations"}
+              if isinstance(dataset, datasets.Dataset) else {})
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, **kwargs)
