@@ -73,3 +73,37 @@ def test_parallel_and_streamed_maps_give_the_same_rows(tok_and_model, monkeypatc
     assert [(r["input_ids"], r["labels"]) for r in parallel] == one
     streamed = tokenise_chats(ds.to_iterable_dataset(), tokenizer, MAX_LEN, True)
     assert [(r["input_ids"], r["labels"]) for r in streamed] == one
+
+
+@pytest.mark.parametrize("data", [
+    {},  # all_exhausted oversamples the smaller file: its rows are tokenised once, then blended
+    {"stopping_strategy": "first_exhausted"},  # leaves rows out: the blend itself is tokenised
+    {"max_rows": 50},
+])
+def test_tokenising_before_the_blend_gives_the_blend_of_tokenised_rows(tok_and_model, tmp_path, data):
+    """build(prepare=...) must equal tokenising build()'s blend: same rows, same order."""
+    import json
+
+    from studio.data import build
+    from studio.methods.sft_tokens import drop_untrained
+    from studio.spec import DataSource, RunSpec
+
+    tokenizer, _ = tok_and_model
+    rows = chats()
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path, part in zip(paths, (rows[:30], rows[30:])):  # 30 and 10 rows
+        path.write_text("".join(json.dumps(r) + "\n" for r in part))
+    spec = RunSpec()
+    spec.data.sources = [DataSource(path=str(p)) for p in paths]
+    spec.data.eval_fraction = 0.1
+    for k, v in data.items():
+        setattr(spec.data, k, v)
+    plain = build(spec, ("conversation",))
+    prepared = build(spec, ("conversation",),
+                     prepare=lambda ds: tokenise_chats(ds, tokenizer, MAX_LEN, True, keep_untrained=True))
+    for got, blend in ((prepared.train, plain.train), (prepared.eval, plain.eval)):
+        want = tokenise_chats(blend, tokenizer, MAX_LEN, True)
+        assert [(r["input_ids"], r["labels"]) for r in drop_untrained(got)] == \
+            [(r["input_ids"], r["labels"]) for r in want]
+    if not data:
+        assert len(plain.train) > 36, "the small file should have been repeated"

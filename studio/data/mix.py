@@ -309,20 +309,45 @@ def _all_null(ds, column: str) -> bool:
     return col.null_count == len(col)
 
 
-def mix(spec: RunSpec, kinds: tuple[str, ...], keep_source: bool = False) -> DataBundle:
+def mix(spec: RunSpec, kinds: tuple[str, ...], keep_source: bool = False, prepare=None) -> DataBundle:
     """build(), optionally keeping the _source column (the preview's view of the blend)."""
     import datasets
 
     parts, kind, reports = load_sources(spec, kinds)
     train_sets = [t for t, _ in parts]
-    eval_sets = [e for _, e in parts if e is not None]
+    eval_sets = [e.remove_columns(SOURCE_COLUMN) for _, e in parts if e is not None]
+    if not keep_source:
+        train_sets = [t.remove_columns(SOURCE_COLUMN) for t in train_sets]
     if kind not in ("prompt", "text") and all(_all_null(d, "answer") for d in train_sets + eval_sets):
         # only the prompt kind always carries answer; elsewhere it stays when a source has one
         train_sets = [d.remove_columns("answer") for d in train_sets]
         eval_sets = [d.remove_columns("answer") for d in eval_sets]
     if any(not isinstance(d, datasets.Dataset) for d in train_sets):
         train_sets = [d.to_iterable_dataset() if isinstance(d, datasets.Dataset) else d for d in train_sets]
-    d = spec.data
+    train = _blend(train_sets, spec.data)
+    if prepare is not None:
+        # A blend that repeats rows (all_exhausted oversamples the smaller sources) has its
+        # sources prepared, so each row once (all in one map: one large map runs in
+        # processes where small ones would not), then blended again: same lengths and seed,
+        # so the same rows in the same order. One that leaves rows out (first_exhausted,
+        # max_rows, a stream, which prepares lazily) is prepared itself.
+        sizes = [len(t) for t in train_sets] if isinstance(train, datasets.Dataset) else None
+        if sizes is not None and len(train) > sum(sizes):
+            prepared = prepare(datasets.concatenate_datasets(train_sets))
+            starts = [sum(sizes[:i]) for i in range(len(sizes))]
+            train_sets = [prepared.select(range(a, a + n)) for a, n in zip(starts, sizes)]
+            train = _blend(train_sets, spec.data)
+        else:
+            train = prepare(train)
+        eval_sets = [prepare(e) for e in eval_sets]
+    evals = datasets.concatenate_datasets(eval_sets) if eval_sets else None
+    return DataBundle(train=train, eval=evals, kind=kind, report=reports, parts=train_sets)
+
+
+def _blend(train_sets: list, d):
+    """The sources as one training set: interleaved by weight or concatenated, then cut to max_rows."""
+    import datasets
+
     if len(train_sets) == 1:
         train = train_sets[0]
     elif d.mixing == "concat":
@@ -335,13 +360,13 @@ def mix(spec: RunSpec, kinds: tuple[str, ...], keep_source: bool = False) -> Dat
     if d.max_rows:
         train = train.select(range(min(d.max_rows, len(train)))) if isinstance(train, datasets.Dataset) \
             else train.take(d.max_rows)
-    evals = datasets.concatenate_datasets(eval_sets).remove_columns(SOURCE_COLUMN) if eval_sets else None
-    if not keep_source:
-        train = train.remove_columns(SOURCE_COLUMN)
-    return DataBundle(train=train, eval=evals, kind=kind, report=reports, parts=train_sets)
+    return train
 
 
-def build(spec: RunSpec, kinds: tuple[str, ...]) -> DataBundle:
+def build(spec: RunSpec, kinds: tuple[str, ...], prepare=None) -> DataBundle:
     """The training and eval datasets for a run, normalised to one of `kinds` (the
-    method's data_kinds, preferred first). Raises DataError naming the source at fault."""
-    return mix(spec, kinds, keep_source=False)
+    method's data_kinds, preferred first). Raises DataError naming the source at fault.
+
+    `prepare(dataset) -> dataset` (e.g. tokenising) is applied to the rows, keeping their
+    number, before a blend repeats any of them (so each row is prepared once)."""
+    return mix(spec, kinds, keep_source=False, prepare=prepare)

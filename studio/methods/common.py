@@ -138,11 +138,12 @@ def load_model(ctx: TrainContext, tokenizer, apply_regime: bool = True):
     return model
 
 
-def load_data(ctx: TrainContext, kinds: tuple[str, ...] | None = None):
+def load_data(ctx: TrainContext, kinds: tuple[str, ...] | None = None, prepare=None):
+    """The run's blend (see studio.data.build; `prepare` maps its rows before blending)."""
     from studio.data import build
     from studio.methods import method
 
-    bundle = build(ctx.spec, kinds or method(ctx.spec.method.name).data_kinds)
+    bundle = build(ctx.spec, kinds or method(ctx.spec.method.name).data_kinds, prepare=prepare)
     print(f"Data: {len(bundle.train)} training rows ({bundle.kind})"
           + (f", {len(bundle.eval)} held out" if bundle.eval is not None else ""), flush=True)
     if bundle.eval is not None and ctx.spec.train.eval_steps > 0:

@@ -5,26 +5,30 @@ studio.model.apply_regime before the trainer sees the model, so every method sha
 one implementation of the regimes."""
 from __future__ import annotations
 
+import functools
+
 from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
-from studio.methods.sft_tokens import tokenise_chats
+from studio.methods.sft_tokens import drop_untrained, tokenise_chats
 
 
 def train(ctx: TrainContext) -> None:
     from trl import SFTConfig, SFTTrainer
 
     tokenizer = common.load_tokenizer(ctx)
-    data = common.load_data(ctx, ("conversation",))
-    model = common.load_model(ctx, tokenizer)
     spec = ctx.spec
     # prompt-style adapters prepend virtual tokens; peft pads the labels for them with -100,
     # so the assistant mask still lines up
     assistant_only = spec.data.assistant_only_loss and common.has_generation_marks(tokenizer)
     block = spec.model.max_seq_len
-    train_ds = tokenise_chats(data.train, tokenizer, block, assistant_only)
-    eval_ds = tokenise_chats(data.eval, tokenizer, block, assistant_only) if data.eval is not None else None
+    tokenise = functools.partial(tokenise_chats, tokenizer=tokenizer, max_length=block,
+                                 assistant_only=assistant_only, keep_untrained=True)
+    data = common.load_data(ctx, ("conversation",), prepare=tokenise)
+    train_ds = drop_untrained(data.train)
+    eval_ds = drop_untrained(data.eval) if data.eval is not None else None
     _say_dropped(data.train, train_ds, block)
+    model = common.load_model(ctx, tokenizer)
     args = common.make_config(
         SFTConfig, ctx, eval_ds,
         # the rows arrive tokenised, labelled and cut to the block: trl has only packing left

@@ -11,13 +11,11 @@ to trl's own preparation."""
 from __future__ import annotations
 
 
-def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool):
+def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool, keep_untrained: bool = False):
     """`messages` rows -> `input_ids` and `labels` (-100 where no loss is taken: outside the
     assistant's turns when `assistant_only`), cut to `max_length` from the start; rows left
-    with no trained token are dropped, as trl drops them."""
-    import datasets
-
-    from studio.data.mix import map_procs
+    with no trained token are dropped, as trl drops them, unless `keep_untrained` (one row
+    out for each row in, as the data layer's `prepare` must give; drop_untrained later)."""
 
     def encode(batch):
         out = tokenizer.apply_chat_template(batch["messages"], tokenize=True, return_dict=True,
@@ -26,12 +24,47 @@ def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool):
         for i, ids in enumerate(out["input_ids"]):
             ids = ids[:max_length]
             labels = [t if m else -100 for t, m in zip(ids, out["assistant_masks"][i])] if assistant_only else ids
-            if any(t != -100 for t in labels):
+            if keep_untrained or _trained(labels):
                 rows["input_ids"].append(ids)
                 rows["labels"].append(labels)
         return rows
 
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names,
+                       **_map_kwargs(dataset, "Tokenising conversations"))
+
+
+def drop_untrained(dataset):
+    """The rows with at least one trained token."""
+    import datasets
+
+    if isinstance(dataset, datasets.Dataset) and not _any_untrained(dataset.data.column("labels")):
+        return dataset  # the usual case, told from the Arrow column in milliseconds; the filter reads every row
+    return dataset.filter(lambda batch: [_trained(labels) for labels in batch["labels"]], batched=True,
+                          **_map_kwargs(dataset, "Leaving out rows with no trained token"))
+
+
+def _trained(labels) -> bool:
+    return any(t != -100 for t in labels)
+
+
+def _any_untrained(column) -> bool:
+    """Whether any row of an Arrow list column (all the rows under an indices mapping,
+    so a superset of the dataset's) holds no label other than -100."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    for chunk in column.chunks:
+        trained = pc.not_equal(chunk.flatten(), -100).to_numpy(zero_copy_only=False)
+        rows = pc.list_parent_indices(chunk).to_numpy()
+        if (np.bincount(rows[trained], minlength=len(chunk)) == 0).any():
+            return True
+    return False
+
+
+def _map_kwargs(dataset, desc: str) -> dict:
+    import datasets
+
+    from studio.data.mix import map_procs
+
     # a stream maps lazily, where neither processes nor a progress description apply
-    kwargs = ({"num_proc": map_procs(dataset), "desc": "Tokenising conversations"}
-              if isinstance(dataset, datasets.Dataset) else {})
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names, **kwargs)
+    return {"num_proc": map_procs(dataset), "desc": desc} if isinstance(dataset, datasets.Dataset) else {}
