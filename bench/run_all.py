@@ -105,6 +105,10 @@ def summary_rows(ran: dict) -> list[list]:
         chart = ui.get("metric_to_chart") or {}
         rows.append(["metric line -> on the chart (median s)", fmt(chart.get("median_s")), "-",
                      chart.get("error", "")[:60] if chart.get("error") else ""])
+    data = load("data_pipeline")
+    if data and data.get("ratio") is not None:
+        rows.append([f"data: {data['settings']['rows']:,} rows normalised+blended+tokenised / plain datasets",
+                     fmt(data["ratio"], 3), "<= 1.1", verdict(data["ratio"], 1.1)])
     chat = load("chat_latency")
     if chat:
         rows.append(["chat: studio / bare first text", fmt(chat["first_token_ratio"], 3), "<= 1.1",
