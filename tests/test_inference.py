@@ -71,7 +71,9 @@ def test_a_waiting_reader_has_each_piece_before_generation_goes_on(tiny):
     got = []
     reader = threading.Thread(target=lambda: got.append(next(streamer)))
     reader.start()
+    deadline = time.monotonic() + 10
     while not streamer._reader_waiting:
+        assert time.monotonic() < deadline, "the reader never started waiting"
         time.sleep(0.001)
     for _ in range(3):  # give the reader time to block inside the queue, not just flag it
         time.sleep(0.01)

@@ -339,7 +339,6 @@ def mix(spec: RunSpec, kinds: tuple[str, ...], keep_source: bool = False, prepar
             train = _blend(train_sets, spec.data)
         else:
             train = prepare(train)
-        eval_sets = [prepare(e) for e in eval_sets]
     evals = datasets.concatenate_datasets(eval_sets) if eval_sets else None
     return DataBundle(train=train, eval=evals, kind=kind, report=reports, parts=train_sets)
 
@@ -367,6 +366,7 @@ def build(spec: RunSpec, kinds: tuple[str, ...], prepare=None) -> DataBundle:
     """The training and eval datasets for a run, normalised to one of `kinds` (the
     method's data_kinds, preferred first). Raises DataError naming the source at fault.
 
-    `prepare(dataset) -> dataset` (e.g. tokenising) is applied to the rows, keeping their
-    number, before a blend repeats any of them (so each row is prepared once)."""
+    `prepare(dataset) -> dataset` (e.g. tokenising) is applied to the training rows, keeping
+    their number, before a blend repeats any of them (so each row is prepared once). The
+    eval rows are left as they are: never repeated, and often trimmed before use."""
     return mix(spec, kinds, keep_source=False, prepare=prepare)

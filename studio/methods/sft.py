@@ -26,7 +26,8 @@ def train(ctx: TrainContext) -> None:
                                  assistant_only=assistant_only, keep_untrained=True)
     data = common.load_data(ctx, ("conversation",), prepare=tokenise)
     train_ds = drop_untrained(data.train)
-    eval_ds = drop_untrained(data.eval) if data.eval is not None else None
+    # tokenised after load_data cut it to eval_steps batches, not before
+    eval_ds = tokenise_chats(data.eval, tokenizer, block, assistant_only) if data.eval is not None else None
     _say_dropped(data.train, train_ds, block)
     model = common.load_model(ctx, tokenizer)
     args = common.make_config(
