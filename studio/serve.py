@@ -37,7 +37,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--demo-model", action="append", default=[m for m in env("STUDIO_DEMO_MODELS", "").split(",") if m],
                    help="a model the demo serves (run id or folder); repeatable")
     p.add_argument("--auth-file", default=env("STUDIO_AUTH_FILE"))
-    p.add_argument("--trust-remote-code", action="store_true", default=env("STUDIO_TRUST_REMOTE_CODE", "") == "1")
+    p.add_argument("--trust-remote-code", action="store_true", default=env("STUDIO_TRUST_REMOTE_CODE", "") == "1",
+                   help="let people using the page turn on model.trust_remote_code (runs the model folder's code)")
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="hosted mode: another folder data may be read from (repeatable; also STUDIO_DATA_ROOTS)")
     p.add_argument("--concurrency", type=int, default=int(env("STUDIO_CONCURRENCY", "2")),
                    help="chat requests generated at once; the rest wait in the queue")
     p.add_argument("--cache-size", type=int, default=int(env("STUDIO_CHAT_CACHE", "2")),
@@ -70,13 +73,34 @@ def launch_options(args: argparse.Namespace) -> dict:
                 max_threads=max(8, 4 * args.concurrency))
 
 
+def export_policy(args: argparse.Namespace) -> bool:
+    """Whether this server is hosted (studio.policy), put in the environment that the
+    UI's loaders and every worker it starts read, so they re-check the same rules."""
+    from studio import policy
+
+    hosted = policy.is_hosted_launch(args.host, load_auth(args.auth_file), args.demo, args.share,
+                                     bool(os.environ.get("SPACE_ID")))
+    os.environ[policy.HOSTED_ENV] = "1" if hosted else "0"
+    os.environ[policy.REMOTE_CODE_ENV] = "1" if args.trust_remote_code else "0"
+    roots = [r for r in os.environ.get("STUDIO_DATA_ROOTS", "").split(os.pathsep) if r] + list(args.data_root)
+    os.environ["STUDIO_DATA_ROOTS"] = os.pathsep.join(roots)
+    # the demo's models are the operator's choice: loadable wherever they are
+    demo_dirs = [str(Path(m).expanduser().resolve()) for m in args.demo_model if Path(m).expanduser().is_dir()]
+    os.environ[policy.MODEL_ROOTS_ENV] = os.pathsep.join(demo_dirs)
+    if args.runs_dir:
+        os.environ["STUDIO_RUNS_DIR"] = args.runs_dir
+    return hosted
+
+
 def build(args: argparse.Namespace):
     from studio.ui.app import AppSettings, build_app
 
     if args.demo and not args.demo_model:
         raise SystemExit("--demo: name the model(s) to serve with --demo-model RUN_OR_FOLDER (or STUDIO_DEMO_MODELS)")
+    hosted = export_policy(args)
     demo = build_app(AppSettings(runs_dir=args.runs_dir, demo=args.demo, demo_models=tuple(args.demo_model),
-                                 trust_remote_code=args.trust_remote_code, chat_cache_size=args.cache_size))
+                                 trust_remote_code=args.trust_remote_code, chat_cache_size=args.cache_size,
+                                 hosted=hosted))
     # Generation runs at most `concurrency` at once; up to 64 more wait their turn,
     # beyond that visitors are told the queue is full instead of piling up memory.
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)

@@ -1,4 +1,4 @@
-"""Where rows come from: local files (inside the allowed data roots) and hub datasets.
+"""Where rows come from: local files (inside the allowed data roots when hosted) and hub datasets.
 
 Local files are read here, line by line, so a malformed line becomes a reported bad row
 instead of an Arrow parse error that loses the whole file. Hub datasets go through
@@ -35,8 +35,9 @@ def uploads_dir() -> Path:
 
 
 def allowed_roots() -> list[Path]:
-    """Folders data may be read from: ./assets, the uploads folder, and the folders in
-    STUDIO_DATA_ROOTS (separated by os.pathsep). Read on every call: no cached state."""
+    """Folders a hosted server reads data from: ./assets, the uploads folder, and the
+    folders in STUDIO_DATA_ROOTS (separated by os.pathsep; `python app.py --data-root DIR`
+    adds to it). Read on every call: no cached state."""
     roots = [(Path.cwd() / "assets").resolve(), uploads_dir()]
     for part in os.environ.get(ROOTS_ENV, "").split(os.pathsep):
         if part.strip():
@@ -45,15 +46,19 @@ def allowed_roots() -> list[Path]:
 
 
 def resolve_path(path: str, field_name: str = "data.sources") -> Path:
-    """An existing path inside the allowed roots, symlinks and '..' resolved first."""
+    """An existing path, symlinks and '..' resolved. A hosted server (studio.policy)
+    also requires it inside the allowed roots; on a person's own machine (the CLI, the
+    local app) any readable path works."""
+    from studio import policy
+
     if not isinstance(path, str) or not path.strip() or "\0" in path:
         raise DataError(field_name, "give a file path")
     resolved = (Path.cwd() / Path(path.strip()).expanduser()).resolve()
-    roots = allowed_roots()
-    if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
-        where = ", ".join(str(r) for r in roots)
-        raise DataError(field_name, f"'{path}' is outside the allowed data folders ({where}); "
-                        f"copy it under assets/ or the uploads folder, or add its folder to {ROOTS_ENV}")
+    if policy.hosted():
+        roots = allowed_roots()
+        if not policy.inside(resolved, roots):
+            # the same words as before ("outside the allowed data folders"), plus the flag
+            raise DataError(field_name, policy.outside_message(path, roots))
     if not resolved.exists():
         raise DataError(field_name, f"'{path}' does not exist")
     return resolved
@@ -185,32 +190,42 @@ class Raw:
         return self.dataset.select(range(min(n, len(self.dataset)))).to_list()
 
 
-def read_file(path: Path, fmt: str = "auto") -> Raw:
+def read_file(path: Path, fmt: str = "auto", limit: int | None = None) -> Raw:
+    """A local file's rows; with `limit`, only its first `limit` lines or rows (the
+    launch preflight's sample)."""
+    from studio.data.preflight import refuse_unreadable
+
     suffix = path.suffix.lower()
     if path.is_dir():
         raise DataError("path", f"'{path}' is a folder; give a file, or add it as a hub-style dataset folder")
+    refuse_unreadable(path)  # empty or binary: its own message, not "no readable rows"
     if suffix in (".jsonl", ".ndjson"):
-        return _read_jsonl(path)
+        return _read_jsonl(path, limit)
     if suffix == ".json":
-        return _read_json(path)
+        return _read_json(path, limit)
     if suffix in (".csv", ".tsv"):
-        return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+        return _read_csv(path, "\t" if suffix == ".tsv" else ",", limit)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
+            if limit:
+                batch = next(pq.ParquetFile(path).iter_batches(batch_size=limit), None)
+                return Raw(str(path), rows=batch.to_pylist() if batch is not None else [])
             return Raw(str(path), rows=pq.read_table(path).to_pylist())
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure means an unreadable file
             raise DataError("path", f"'{path.name}' is not a readable parquet file ({exc})") from None
     if suffix == ".txt":
-        return _read_txt(path, whole=fmt == "document")
+        return _read_txt(path, whole=fmt == "document", limit=limit)
     raise DataError("path", f"'{path.name}': unsupported file type; use one of {', '.join(FILE_SUFFIXES)}")
 
 
-def _read_jsonl(path: Path) -> Raw:
+def _read_jsonl(path: Path, limit: int | None = None) -> Raw:
     raw = Raw(str(path), rows=[])
     with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
+            if limit and n > limit:
+                break
             if len(line) > MAX_LINE_BYTES:
                 raw.bad.append((n, f"line is {len(line) / 1e6:.1f} MB, over the "
                                    f"{MAX_LINE_BYTES // 1_000_000} MB limit per row"))
@@ -229,11 +244,11 @@ def _read_jsonl(path: Path) -> Raw:
     return raw
 
 
-def _read_json(path: Path) -> Raw:
+def _read_json(path: Path, limit: int | None = None) -> Raw:
     try:
         data = json.loads(path.read_bytes())
     except (ValueError, RecursionError):
-        return _read_jsonl(path)  # many ".json" exports are really JSON lines
+        return _read_jsonl(path, limit)  # many ".json" exports are really JSON lines
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
@@ -247,7 +262,7 @@ def _read_json(path: Path) -> Raw:
     if not isinstance(data, list):
         raise DataError("path", f"'{path.name}' holds a JSON {type(data).__name__}; expected a list of rows")
     raw = Raw(str(path), rows=[])
-    for n, row in enumerate(data, 1):
+    for n, row in enumerate(data[:limit] if limit else data, 1):
         if isinstance(row, dict):
             raw.add(n, row)
         else:
@@ -255,7 +270,7 @@ def _read_json(path: Path) -> Raw:
     return raw
 
 
-def _read_csv(path: Path, delimiter: str) -> Raw:
+def _read_csv(path: Path, delimiter: str, limit: int | None = None) -> Raw:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     raw = Raw(str(path), rows=[])
     # utf-8-sig: spreadsheet exports often start with a byte-order mark
@@ -264,6 +279,8 @@ def _read_csv(path: Path, delimiter: str) -> Raw:
         try:
             for row in reader:
                 n = reader.line_num
+                if limit and len(raw.rows) + len(raw.bad) >= limit:
+                    break
                 if None in row:
                     raw.bad.append((n, "more cells than header columns"))
                     continue
@@ -273,12 +290,14 @@ def _read_csv(path: Path, delimiter: str) -> Raw:
     return raw
 
 
-def _read_txt(path: Path, whole: bool) -> Raw:
-    text = path.read_text(encoding="utf-8", errors="replace")
+def _read_txt(path: Path, whole: bool, limit: int | None = None) -> Raw:
     if whole:
+        text = path.read_text(encoding="utf-8", errors="replace")
         return Raw(str(path), rows=[{"text": text}], fixed_format="document")
     raw = Raw(str(path), rows=[], fixed_format="text")
-    for n, line in enumerate(text.splitlines(), 1):
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        lines = fh.read().splitlines() if not limit else [fh.readline().rstrip("\r\n") for _ in range(limit)]
+    for n, line in enumerate(lines, 1):
         if line.strip():  # blank lines separate nothing in a one-document-per-line file
             raw.add(n, {"text": line})
     return raw
@@ -300,13 +319,13 @@ def sibling_test_file(path: Path) -> Path | None:
     return None
 
 
-def read_local(source: DataSource, field_name: str) -> Raw:
+def read_local(source: DataSource, field_name: str, limit: int | None = None) -> Raw:
     path = resolve_path(source.path, field_name + ".path")
     if path.is_dir():
         return read_hub(source, field_name, local_dir=path)
     try:
-        raw = read_file(path, source.format)
-        test = sibling_test_file(path)
+        raw = read_file(path, source.format, limit)
+        test = sibling_test_file(path) if not limit else None
         if test is not None and test != path:
             raw.test = read_file(test, source.format)
     except DataError as exc:

@@ -163,6 +163,9 @@ def resume_checkpoint(ctx: TrainContext) -> str | None:
     src_path = Path(src)
     if not src_path.is_dir():
         raise FileNotFoundError(src)
+    from studio.model.load import require_checkpoint
+
+    require_checkpoint(src_path, ctx.run_dir)  # safetensors weights; pickled state only from this run
     if ctx.spec.train.resume_optimizer:
         return str(src_path)
     dst = ctx.run_dir / "resume-weights-only"

@@ -94,18 +94,19 @@ def load_reward_model(path: str | Path, device: str = "cpu", dtype=None, trust_r
     import studio.model  # noqa: F401  (registers the studio architecture)
     from studio.model.load import adapter_base, resolve_model_path
 
+    from studio import policy
+
     path = reward_path(str(path))
-    try:
-        folder, is_adapter = resolve_model_path(path)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("model.name_or_path", "method.reward")) from None
+    policy.check_remote_code(trust_remote_code, "method.reward")
+    # the safetensors rule, file by file, for the reward run and (below) its base
+    folder, is_adapter = resolve_model_path(path, "method.reward")
     if not Path(folder).is_dir():
         raise ValueError(f"method.reward: no folder '{path}'; give the directory of a finished reward run")
     if is_adapter:
         import json
 
         task = json.loads((Path(folder) / "adapter_config.json").read_text()).get("task_type")
-        config_dir, _ = resolve_model_path(adapter_base(folder))
+        config_dir, _ = resolve_model_path(adapter_base(folder), "method.reward")
         is_reward = task == "SEQ_CLS"
     else:
         from transformers import AutoConfig

@@ -1,7 +1,9 @@
 """Tokenizers and existing models: hub ids, local folders, run directories, adapters.
 
-Only safetensors weights are read (a pickled .bin/.pt can run code when unpickled), and
-trust_remote_code stays off unless the ModelSpec turns it on.
+Only safetensors weights are read (a pickled .bin/.pt can run code when unpickled),
+checked file by file in require_safetensors, the one rule every loader calls; and
+trust_remote_code stays off unless the ModelSpec turns it on (and, on a hosted server,
+the operator allowed it: studio.policy).
 """
 from __future__ import annotations
 
@@ -26,36 +28,106 @@ def _local(path: str) -> Path | None:
     return None
 
 
-def resolve_model_path(name_or_path: str) -> tuple[str, bool]:
-    """(folder or hub id, is_adapter). A run directory resolves to its final/."""
+def resolve_model_path(name_or_path: str, field: str = "model.name_or_path") -> tuple[str, bool]:
+    """(folder or hub id, is_adapter). A run directory resolves to its final/. A local
+    folder is checked file by file (require_safetensors) and, on a hosted server,
+    against the model roots (studio.policy)."""
+    from studio import policy
+
     folder = _local(name_or_path)
     if folder is None:
         if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
-            raise ValueError(f"model.name_or_path: no folder '{name_or_path}'; give an existing model "
+            raise ValueError(f"{field}: no folder '{name_or_path}'; give an existing model "
                              "folder, a run directory, or a hub id like org/name")
         return name_or_path, False
+    policy.check_model_folder(folder, field)
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         if (folder / "final").is_dir():
             folder = folder / "final"
         else:
-            raise ValueError(f"model.name_or_path: '{name_or_path}' has neither config.json, "
+            raise ValueError(f"{field}: '{name_or_path}' has neither config.json, "
                              "adapter_config.json nor a final/ folder; point at a model or a finished run")
     is_adapter = (folder / "adapter_config.json").is_file()
-    _require_safetensors(folder, is_adapter)
+    require_safetensors(folder, "adapter" if is_adapter else "model", field)
     return str(folder), is_adapter
 
 
-def _require_safetensors(folder: Path, is_adapter: bool) -> None:
-    files = [p.name for p in folder.iterdir() if p.is_file()]
-    if any(f.endswith(".safetensors") or f.endswith(".safetensors.index.json") for f in files):
-        return
-    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
-    what = "adapter" if is_adapter else "model"
+# Files a loader opens, by what the folder holds. transformers (use_safetensors=True)
+# reads model.safetensors or the shards its index names; peft reads
+# adapter_model.safetensors, and falls back to torch.load of adapter_model.bin when that
+# is missing, whatever other *.safetensors the folder holds.
+WEIGHTS = {"model": ("model.safetensors", "model.safetensors.index.json"),
+           "adapter": ("adapter_model.safetensors",)}
+# Pickles the Trainer writes into every checkpoint and reads back on resume (torch.load,
+# weights_only=True): trusted only inside the run that wrote them (require_checkpoint).
+TRAINER_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state")
+# Not weights and never loaded by the studio or the libraries it calls: the Trainer
+# saves its arguments beside every final/ and checkpoint for people to inspect.
+NOT_LOADED = ("training_args.bin",)
+
+
+def pickle_files(folder: Path) -> list[str]:
+    """Pickle-format files in a folder and its direct subfolders (peft keeps extra
+    adapters there); no deeper, so a model folder that is also someone's home is cheap."""
+    found = []
+    for path in sorted([*folder.glob("*"), *folder.glob("*/*")]):
+        if path.is_file() and path.name.lower().endswith(PICKLE_SUFFIXES) and path.name not in NOT_LOADED:
+            found.append(str(path.relative_to(folder)))
+    return found
+
+
+def _shards(folder: Path, index_name: str) -> list[str]:
+    try:
+        index = json.loads((folder / index_name).read_text())
+        return sorted(set(index["weight_map"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ["<unreadable index>"]
+
+
+def require_safetensors(folder: str | Path, kind: str = "model", field: str = "model.name_or_path",
+                        trusted_state: bool = False) -> None:
+    """The one rule for every weight the studio loads: the files the loader will open
+    are safetensors, and no pickle-format weight file sits beside them (a decoy
+    x.safetensors does not make adapter_model.bin safe). `kind`: model, adapter or
+    checkpoint; `trusted_state`: a checkpoint the current run wrote itself, whose trainer
+    state pickles (optimizer, scheduler, RNG) may be read back."""
+    folder = Path(folder)
+    pickles = pickle_files(folder)
+    if kind == "checkpoint":
+        if trusted_state:
+            pickles = [p for p in pickles if not Path(p).name.startswith(TRAINER_STATE)]
+        kind = "adapter" if (folder / "adapter_config.json").is_file() else "model"
+    what = "adapter" if kind == "adapter" else "model"
     if pickles:
-        raise ValueError(f"model.name_or_path: '{folder}' holds only pickled weights ({', '.join(sorted(pickles))}); "
-                         f"the studio loads safetensors only. Re-save the {what} with "
-                         "save_pretrained(..., safe_serialization=True) and point at that folder")
-    raise ValueError(f"model.name_or_path: '{folder}' has no *.safetensors weights; point at a saved {what}")
+        raise ValueError(f"{field}: '{folder}' holds pickle-format files ({', '.join(pickles)}), which can run code "
+                         f"when loaded; the studio loads safetensors only. Re-save the {what} with "
+                         "save_pretrained(..., safe_serialization=True) into a folder without them")
+    names = WEIGHTS[kind]
+    present = [n for n in names if (folder / n).is_file()]
+    if not present:
+        raise ValueError(f"{field}: '{folder}' has no {' or '.join(names)}; point at a saved {what} "
+                         "(save_pretrained writes it)")
+    if present[0].endswith(".index.json"):
+        bad = [s for s in _shards(folder, present[0]) if not s.endswith(".safetensors") or not (folder / s).is_file()]
+        if bad:
+            raise ValueError(f"{field}: '{folder}/{present[0]}' names missing or non-safetensors shards "
+                             f"({', '.join(bad[:5])})")
+
+
+def require_checkpoint(checkpoint: str | Path, run_dir: str | Path, field: str = "train.resume_from") -> None:
+    """A checkpoint to resume from. Its weights follow require_safetensors; its trainer
+    state pickles are read only when the checkpoint lies inside the run being trained
+    (the studio's own worker wrote it there: `studio runs resume` resumes in place). A
+    checkpoint from anywhere else that holds pickles is refused."""
+    checkpoint, run_dir = Path(checkpoint).resolve(), Path(run_dir).resolve()
+    own = checkpoint.is_relative_to(run_dir / "checkpoints")
+    try:
+        require_safetensors(checkpoint, "checkpoint", field, trusted_state=own)
+    except ValueError as exc:
+        if own:
+            raise
+        raise ValueError(f"{exc}. A checkpoint from outside this run is resumed only without pickled "
+                         "optimizer/scheduler/RNG state: start from its weights with model.name_or_path instead") from None
 
 
 def adapter_base(adapter_dir: str) -> str:
@@ -72,6 +144,9 @@ def load_tokenizer(model_spec):
     pretrained one. Sets a pad token when missing; ChatML when there is no chat template."""
     from transformers import AutoTokenizer
 
+    from studio import policy
+
+    policy.check_remote_code(model_spec.trust_remote_code)
     if model_spec.source == "pretrained":
         where, is_adapter = resolve_model_path(model_spec.name_or_path)
         if is_adapter and not (Path(where) / "tokenizer_config.json").is_file():
@@ -108,6 +183,9 @@ def quantization_config(method_spec, compute_dtype=None):
 def _from_pretrained(where: str, model_spec, quant, dtype, device):
     from transformers import AutoModelForCausalLM
 
+    from studio import policy
+
+    policy.check_remote_code(model_spec.trust_remote_code)  # a hosted worker re-checks the app's refusal
     kwargs = dict(use_safetensors=True, trust_remote_code=model_spec.trust_remote_code)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": device})

@@ -21,8 +21,9 @@ class AppSettings:
     runs_dir: str | None = None
     demo: bool = False  # chat only, with the configured models
     demo_models: tuple[str, ...] = ()
-    trust_remote_code: bool = False
+    trust_remote_code: bool = False  # --trust-remote-code: clients may turn it on (studio.policy)
     chat_cache_size: int = 2
+    hosted: bool = False  # auth, demo, share or a non-local bind: paths confined (studio.policy)
 
 
 def build_app(settings: AppSettings | None = None) -> gr.Blocks:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio import estimate as E
+from studio import policy
 from studio.presets import list_presets, load_model_preset
 from studio.spec import RunSpec, SpecError
 from studio.ui import form
@@ -329,8 +330,12 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         except (ValueError, TypeError):
             return (*[gr.update()] * len(outputs), flagged, *[gr.update()] * len(model_widgets))
         else:
-            problems = [(p.field, p.message) for p in spec.validate() if p.field.startswith("model.")]
-            shown = compute(spec, device_gb or None, gpu or "", tflops or 0, util or 0, tokens or 0)
+            refused = [(p.field, p.message) for p in policy.problems(spec, settings) if p.field.startswith("model.")]
+            problems = [(p.field, p.message) for p in spec.validate() if p.field.startswith("model.")] + refused
+            # a folder this server may not read is not opened for its config either
+            shown = (("*Fix the marked field to see the estimate.*", f"⚠ `{refused[0][0]}`: {refused[0][1]}",
+                      None, [], "") if refused else
+                     compute(spec, device_gb or None, gpu or "", tflops or 0, util or 0, tokens or 0))
         # the message also goes into the field's own info line, next to the box
         messages = {}
         for field, message in problems:

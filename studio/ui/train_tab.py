@@ -13,9 +13,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import charts, jobs
+from studio import charts, jobs, policy
 from studio.launch import cli_command
 from studio.metrics import MetricsTail, read_all
+from studio.data.preflight import data_problems
 from studio.spec import RunSpec, SpecError
 from studio.ui import form
 
@@ -210,7 +211,9 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
     def on_edit(*values):
         try:
             s = form.spec_from_values(paths, values)
-            found = s.validate()
+            found = s.validate() + policy.problems(s, settings)  # what this server lets a client turn on
+            # a sample of the data read against the method: Start stays off with the reason
+            found = found or data_problems(s)
         except SpecError as exc:
             return f"**Fix before starting:**\n- `{exc.field}`: {exc.fix}", gr.update(interactive=False)
         return form.problems_markdown(found), gr.update(interactive=not found)
@@ -221,6 +224,7 @@ def build_section(demo: gr.Blocks, fields: dict, spec, settings) -> None:
     def on_start(*values):
         try:
             s = form.spec_from_values(paths, values)
+            policy.enforce(s, settings)  # before a run directory exists
             run_dir = jobs.launch(s, runs_dir)
         except (SpecError, jobs.JobError) as exc:
             raise gr.Error(str(exc)) from None
