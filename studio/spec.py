@@ -262,6 +262,13 @@ def _build(cls, data, path: str):
         where = f"{path}." if path else ""
         raise SpecError(where + unknown[0], f"unknown field; known fields: {', '.join(sorted(names))}")
     kwargs = {}
+    if cls is MethodSpec and isinstance(data.get("reward"), list):  # YAML list form -> the text form
+        from studio.rewards.config import to_text
+
+        try:
+            data = {**data, "reward": to_text(data["reward"])}
+        except ValueError as exc:
+            raise SpecError("method.reward", str(exc).split(": ", 1)[-1]) from None
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{path}.{name}" if path else name)
     return cls(**kwargs)
@@ -331,6 +338,10 @@ def validate(spec: RunSpec) -> list[Problem]:
     problems += validate_data(spec.data)
     problems += validate_method(spec.method, spec.model)
     problems += validate_train(spec.train)
+    if spec.method.name in ("grpo", "ppo"):  # a reward that reads a data column the files lack
+        from studio.rewards.checks import data_problems
+
+        problems += [Problem(f, msg) for f, msg in data_problems(spec)]
     return problems
 
 
@@ -450,13 +461,9 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
             if getattr(m, weight) <= 0:
                 add(weight, "must be positive, e.g. 1.0")
     if m.name in ("grpo", "ppo"):
-        from studio.rewards import PRESETS, unknown_rewards
+        from studio.rewards.checks import reward_problems
 
-        if not comma_list(m.reward):
-            add("reward", "choose a reward preset (e.g. exact_match) or model:<reward run dir>")
-        for name in unknown_rewards(m.reward):
-            add("reward", f"'{name}' is not a reward preset ({', '.join(PRESETS)}) "
-                "nor model:<reward run dir>; several are summed with commas, e.g. exact_match, closeness")
+        problems += [Problem(f, msg) for f, msg in reward_problems(m.reward)]  # names, arguments, files
         if m.group_size < 2 and m.name == "grpo":
             add("group_size", "GRPO compares answers within a group: use at least 2")
         if m.temperature <= 0:

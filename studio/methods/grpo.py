@@ -1,11 +1,12 @@
 """GRPO through trl's GRPOTrainer: sample `group_size` completions per prompt, score
 them with the chosen reward, and push the policy towards the better ones of each group.
 
-Rewards come only from the studio's presets (studio.rewards) or a trained reward run
-("model:<run dir>", studio.methods.reward_model): nothing the browser sends is run as
-code. Several may be combined with commas, e.g. "exact_match,length_penalty"; trl sums
-them and logs each as rewards/<name>/mean, plus reward, reward_std, kl (beta > 0),
-entropy and completions/mean_length.
+Rewards come from the studio's library (studio.rewards), a trained reward run
+("model:<run dir>") or, in local mode only, the person's own file. Several may be
+combined with commas, with arguments and weights, e.g. "json_valid, 2*json_match";
+trl sums them weighted (reward_weights) and logs each unweighted as rewards/<name>/mean
+and /std, plus reward, reward_std, frac_reward_zero_std (groups GRPO learns nothing
+from), kl (beta > 0), entropy and completions/mean_length.
 """
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def starting_state(ctx: TrainContext, model):
 def train(ctx: TrainContext) -> None:
     from trl import GRPOConfig, GRPOTrainer
 
-    from studio.methods.reward_model import reward_functions
+    from studio.rewards import build
 
     m = ctx.spec.method
-    funcs = reward_functions(m.reward, ctx.device, ctx.spec.model.trust_remote_code)
+    funcs, weights = build(m.reward, ctx.device, ctx.spec.model.trust_remote_code)
     generation_batch(ctx)
     tokenizer = common.load_tokenizer(ctx)
     data = common.load_data(ctx, ("prompt",))
@@ -63,6 +64,7 @@ def train(ctx: TrainContext) -> None:
         top_k=m.top_k,
         top_p=m.top_p,
         beta=m.beta,
+        reward_weights=weights,
         remove_unused_columns=False,  # the reward presets read the "answer" column
         per_device_eval_batch_size=max(m.group_size, ctx.spec.train.batch_size // m.group_size * m.group_size),
         log_completions=False,

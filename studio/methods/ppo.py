@@ -16,12 +16,13 @@ VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 def make_reward(ctx: TrainContext):
-    from studio.methods.reward_model import reward_functions
+    from studio.rewards import build
 
-    functions = reward_functions(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
+    functions, weights = build(ctx.spec.method.reward, ctx.device, ctx.spec.model.trust_remote_code)
 
-    def summed(**kw) -> list[float]:  # several rewards add up, as in GRPO
-        return [sum(scores) for scores in zip(*(fn(**kw) for fn in functions))]
+    def summed(**kw) -> list[float]:  # several rewards add up weighted, as in GRPO (None: not scored)
+        per_fn = [fn(**kw) for fn in functions]
+        return [sum(w * (s or 0.0) for w, s in zip(weights, scores)) for scores in zip(*per_fn)]
 
     return summed
 
