@@ -52,14 +52,19 @@ def load_classifier(ctx: TrainContext, tokenizer):
                   trust_remote_code=ctx.spec.model.trust_remote_code)
     if ctx.spec.method.regime == "qlora":
         kwargs.update(quantization_config=quantization_config(ctx.spec.method, dtype), device_map={"": ctx.device})
+    from studio.model.classifier import ensure_sequence_classifier
+
+    # Granite & co. have no classifier in transformers: the generic score head on their trunk
+    ensure_sequence_classifier(where, ctx.spec.model.trust_remote_code)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(where, **kwargs)
     except ValueError as exc:
         if "Unrecognized configuration class" not in str(exc):
             raise
         raise ValueError(f"model.name_or_path: '{ctx.spec.model.name_or_path}' has no sequence-classification "
-                         "variant in transformers, so it cannot carry a reward head; build the base with a "
-                         "standard architecture (rope, rmsnorm, swiglu: Llama) or pick another model") from None
+                         "variant in transformers and no trunk (AutoModel) to put a score head on, so it cannot "
+                         "carry a reward head; build the base with a standard architecture (rope, rmsnorm, "
+                         "swiglu: Llama) or pick another model") from None
     if ctx.spec.method.regime != "qlora":
         model = model.to(ctx.device)
     # The head reads the last non-pad token, so it must know which id is padding.
@@ -84,7 +89,11 @@ def apply_reward_regime(model, ctx: TrainContext):
     config = dataclasses.replace(peft_config_for(method, model), task_type=TaskType.SEQ_CLS)
     if method.regime == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return get_peft_model(model, config)
+    from studio.model.adapted import adapted_summary, describe_adapted
+
+    model = get_peft_model(model, config)
+    print(describe_adapted(adapted_summary(model, method.regime)), flush=True)
+    return model
 
 
 def train(ctx: TrainContext) -> None:

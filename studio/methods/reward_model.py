@@ -119,6 +119,9 @@ def load_reward_model(path: str | Path, device: str = "cpu", dtype=None, trust_r
         raise ValueError(f"method.reward: '{path}' is not a reward model (it has no one-score classification "
                          "head); train one with method.name=reward and point at that run")
     kwargs = dict(use_safetensors=True, num_labels=1, dtype=dtype or torch.float32, trust_remote_code=trust_remote_code)
+    from studio.model.classifier import ensure_sequence_classifier
+
+    ensure_sequence_classifier(config_dir, trust_remote_code)  # families transformers has no classifier for
     model = AutoModelForSequenceClassification.from_pretrained(config_dir, **kwargs)
     if is_adapter:
         from peft import PeftModel

@@ -18,7 +18,8 @@ def linear_names(model) -> set[str]:
     out_layer = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     names = set()
     for name, module in model.named_modules():
-        if module is out_layer or not name:
+        # the output layer, or a classifier's head (peft trains that whole, as modules_to_save)
+        if module is out_layer or not name or name in ("score", "classifier"):
             continue
         if isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
             names.add(name)
