@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import functools
 
+from studio.data.chat_mask import FIELD, MaskError
+from studio.data.errors import DataError
 from studio.data.mix import map_procs
 from studio.methods import common
 from studio.methods.context import TrainContext
-from studio.methods.sft_tokens import drop_untrained, tokenise_chats
+from studio.methods.sft_tokens import drop_untrained, tokenise_chats, trained_tokens
 
 
 def train(ctx: TrainContext) -> None:
@@ -20,15 +22,20 @@ def train(ctx: TrainContext) -> None:
     spec = ctx.spec
     # prompt-style adapters prepend virtual tokens; peft pads the labels for them with -100,
     # so the assistant mask still lines up
-    assistant_only = spec.data.assistant_only_loss and common.has_generation_marks(tokenizer)
+    assistant_only = spec.data.assistant_only_loss
+    how = loss_mask(tokenizer, spec) if assistant_only else None
     block = spec.model.max_seq_len
     tokenise = functools.partial(tokenise_chats, tokenizer=tokenizer, max_length=block,
-                                 assistant_only=assistant_only, keep_untrained=True)
-    data = common.load_data(ctx, ("conversation",), prepare=tokenise)
-    train_ds = drop_untrained(data.train)
-    # tokenised after load_data cut it to eval_steps batches, not before
-    eval_ds = tokenise_chats(data.eval, tokenizer, block, assistant_only) if data.eval is not None else None
+                                 assistant_only=assistant_only, keep_untrained=True, how=how)
+    try:
+        data = common.load_data(ctx, ("conversation",), prepare=tokenise)
+        train_ds = drop_untrained(data.train)
+        # tokenised after load_data cut it to eval_steps batches, not before
+        eval_ds = tokenise_chats(data.eval, tokenizer, block, assistant_only, how=how) if data.eval is not None else None
+    except MaskError as exc:  # a row the template renders unlike the probe: refused, not trained whole
+        raise DataError(FIELD, f"{exc}. Fix or remove that row, or set {FIELD}: false to train on every token") from exc
     _say_dropped(data.train, train_ds, block)
+    _say_trained(train_ds, how)
     model = common.load_model(ctx, tokenizer)
     args = common.make_config(
         SFTConfig, ctx, eval_ds,
@@ -52,3 +59,29 @@ def _say_dropped(before, after, block: int) -> None:
     if dropped:
         print(f"Data: {dropped} training rows left out: no assistant token within the first {block} tokens "
               "(model.max_seq_len)", flush=True)
+
+
+def loss_mask(tokenizer, spec) -> str:
+    """How the assistant's tokens are found for this tokenizer (studio.data.chat_mask),
+    said in train.log; a template where they cannot be found stops the run before any data
+    is read, rather than training on the whole conversation unannounced."""
+    from studio.data import chat_mask
+
+    method = chat_mask.mask_method(tokenizer)
+    if method.how == chat_mask.NONE:
+        name = spec.model.name_or_path if spec.model.source == "pretrained" else spec.model.tokenizer
+        raise DataError(chat_mask.FIELD, chat_mask.refusal(name or "the tokenizer", method))
+    print(f"Loss mask: assistant tokens only ({chat_mask.FIELD}), found by {method.describe()}", flush=True)
+    return method.how
+
+
+def _say_trained(train_ds, how: str | None) -> None:
+    counts = trained_tokens(train_ds)
+    what = "assistant tokens" if how else "every token (data.assistant_only_loss is off)"
+    if counts is None:
+        print(f"Loss mask: {what}; a stream, so the trained tokens are not counted ahead", flush=True)
+        return
+    trained, total = counts
+    share = f" ({100 * trained / total:.1f}%)" if total else ""
+    print(f"Loss mask: {trained} of {total} training tokens trained{share}: {what}, "
+          f"mask by {how or 'none'}", flush=True)

@@ -11,19 +11,33 @@ to trl's own preparation."""
 from __future__ import annotations
 
 
-def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool, keep_untrained: bool = False):
+def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool, keep_untrained: bool = False,
+                   how: str | None = None):
     """`messages` rows -> `input_ids` and `labels` (-100 where no loss is taken: outside the
     assistant's turns when `assistant_only`), cut to `max_length` from the start; rows left
     with no trained token are dropped, as trl drops them, unless `keep_untrained` (one row
-    out for each row in, as the data layer's `prepare` must give; drop_untrained later)."""
+    out for each row in, as the data layer's `prepare` must give; drop_untrained later).
+    `how` the assistant mask is found (studio.data.chat_mask: generation marks, the path trl
+    takes, or prefix rendering for a template without marks); decided from the template when
+    None, and a template where neither works is refused (MaskError), never trained whole."""
+    from studio.data import chat_mask
+
+    if assistant_only and how is None:
+        method = chat_mask.mask_method(tokenizer)
+        if method.how == chat_mask.NONE:
+            raise chat_mask.MaskError(chat_mask.refusal("this tokenizer", method))
+        how = method.how
 
     def encode(batch):
-        out = tokenizer.apply_chat_template(batch["messages"], tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=assistant_only)
+        if assistant_only:
+            all_ids, masks = chat_mask.encode(tokenizer, batch["messages"], how)
+        else:
+            all_ids, masks = tokenizer.apply_chat_template(batch["messages"], tokenize=True,
+                                                           return_dict=True)["input_ids"], None
         rows = {"input_ids": [], "labels": []}
-        for i, ids in enumerate(out["input_ids"]):
+        for i, ids in enumerate(all_ids):
             ids = ids[:max_length]
-            labels = [t if m else -100 for t, m in zip(ids, out["assistant_masks"][i])] if assistant_only else ids
+            labels = [t if m else -100 for t, m in zip(ids, masks[i])] if assistant_only else ids
             if keep_untrained or _trained(labels):
                 rows["input_ids"].append(ids)
                 rows["labels"].append(labels)
@@ -31,6 +45,20 @@ def tokenise_chats(dataset, tokenizer, max_length: int, assistant_only: bool, ke
 
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names,
                        **_map_kwargs(dataset, "Tokenising conversations"))
+
+
+def trained_tokens(dataset) -> tuple[int, int] | None:
+    """(tokens with a label, all tokens) of a tokenised dataset, read from its Arrow column;
+    None for a stream (its rows are not all there to count)."""
+    import datasets
+    import pyarrow.compute as pc
+
+    if not isinstance(dataset, datasets.Dataset):
+        return None
+    if len(dataset) == 0:
+        return 0, 0
+    flat = pc.list_flatten(dataset.with_format("arrow")[:]["labels"])  # a slice without an indices mapping
+    return int(pc.sum(pc.not_equal(flat, -100)).as_py() or 0), len(flat)
 
 
 def drop_untrained(dataset):
