@@ -16,7 +16,8 @@ from studio import jobs
 from studio.spec import SpecError
 
 # modules that contribute subcommands (estimate, data, advise); each imports lightly
-PLUGINS = ("studio.estimate", "studio.data", "studio.advisor_cli", "studio.export")
+PLUGINS = ("studio.estimate", "studio.data", "studio.advisor_cli", "studio.export",
+           "studio.ship.cli")  # serve: the OpenAI-compatible API (studio/serve.py is the app)
 
 
 def _progress_bar(step: int, total: int, elapsed: float, loss) -> str:
@@ -34,6 +35,8 @@ def cmd_train(args) -> int:
 
     try:
         spec = load_run(args.spec).with_overrides(args.set or [])
+        # jobs.launch runs jobs.preflight: the spec, the machine and a sample of every
+        # data source are checked here, before a run directory exists
         run_dir = jobs.launch(spec, args.runs_dir)
     except (SpecError, jobs.JobError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -90,15 +93,20 @@ def cmd_runs(args) -> int:
         jobs.resume(run_dir, args.max_steps, not args.no_optimizer)
         print(f"resumed: {run_dir}")
     elif args.action == "delete":
-        jobs.delete_run(run_dir)
-        print(f"deleted: {run_dir}")
+        print(jobs.delete_run(run_dir))
     return 0
 
 
 def cmd_chat(args) -> int:
     from studio.inference import GenerationSettings, load, stream_chat
 
-    loaded = load(args.model, trust_remote_code=args.trust_remote_code, runs_dir=args.runs_dir)
+    try:
+        loaded = load(args.model, trust_remote_code=args.trust_remote_code, runs_dir=args.runs_dir)
+    except (ValueError, OSError, ImportError) as exc:
+        # the loaders' refusals (not a model folder, pickled weights, not cached offline)
+        # already name the field and the fix; a traceback would bury them
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   system_prompt=args.system or "")
     shown = ""
@@ -168,7 +176,37 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         if hasattr(module, "add_cli"):
             module.add_cli(sub)
+    _accept_globals_anywhere(p)
     return p
+
+
+def _subparsers(parser: argparse.ArgumentParser):
+    for action in parser._actions:  # argparse keeps no public list of its subparsers
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.values()
+
+
+def _accept_globals_anywhere(parser: argparse.ArgumentParser) -> None:
+    """Every global option (--runs-dir, ...) also after the subcommand, as people type
+    it: `studio train X --runs-dir D`. Each subparser gets a copy whose default is
+    SUPPRESS, so an option given before the subcommand is not reset by its absence after."""
+    globals_ = [a for a in parser._actions if a.option_strings and not isinstance(a, argparse._HelpAction)]
+    pending = list(_subparsers(parser))
+    while pending:
+        sp = pending.pop()
+        pending.extend(_subparsers(sp))
+        for action in globals_:
+            if any(o in sp._option_string_actions for o in action.option_strings):
+                continue  # the subcommand has an option of that name already
+            kwargs = {"dest": action.dest, "default": argparse.SUPPRESS, "help": action.help}
+            if action.nargs is not None:
+                kwargs["nargs"] = action.nargs
+            if type(action) is argparse._StoreAction:
+                kwargs.update(type=action.type, metavar=action.metavar, choices=action.choices)
+            else:  # store_true and friends: copy the action class itself
+                kwargs["action"] = type(action)
+                kwargs.pop("nargs", None)
+            sp.add_argument(*action.option_strings, **kwargs)
 
 
 def main(argv: list[str] | None = None) -> int:

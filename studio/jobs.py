@@ -46,7 +46,7 @@ def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
     root = runs_root(runs_dir)
     candidate = Path(run_id)
     if candidate.is_absolute() or len(candidate.parts) > 1:
-        resolved = candidate.resolve()
+        resolved = candidate.parent.resolve() / candidate.name  # a linked run is named by its link
         if resolved.parent != root:
             raise JobError(f"{run_id} is not a run inside {root}")
         run_id = resolved.name
@@ -143,12 +143,15 @@ def new_run_id(name: str) -> str:
 def preflight(spec: RunSpec) -> list[str]:
     """Every reason not to start: the spec's own problems, then whether this machine can
     launch its process layout and hold it in memory (cheap: no model is built)."""
+    from studio.data.preflight import data_problems
     from studio.launch import fit_problems, launch_problems
 
     problems = [str(p) for p in spec.validate()]
     if problems:
         return problems
-    return launch_problems(spec) + fit_problems(spec)
+    # a sample of every local data source, read here so a file the method cannot use is
+    # refused before a run directory or a worker exists
+    return launch_problems(spec) + fit_problems(spec) + [str(p) for p in data_problems(spec)]
 
 
 def create_run(spec: RunSpec, runs_dir: str | Path | None = None) -> Path:
@@ -309,11 +312,25 @@ def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
     return rows
 
 
-def delete_run(run_dir: str | Path) -> None:
+def delete_run(run_dir: str | Path) -> str:
+    """Delete a run; returns what was done. A run that is a symlink (to a run kept
+    elsewhere) loses the link only: the studio deletes what it owns under the runs
+    folder, and following the link would delete wherever it points (a link to a home
+    folder would wipe it)."""
     run_dir = Path(run_dir)
+    if not run_dir.is_symlink() and not run_dir.is_dir():
+        raise JobError(f"No run '{run_dir.name}' in {run_dir.parent}.")
     if status(run_dir).get("state") in ("running", "queued"):
         raise JobError("Stop the run before deleting it.")
-    shutil.rmtree(run_dir)
+    if run_dir.is_symlink():
+        target = os.readlink(run_dir)
+        run_dir.unlink()
+        return f"removed the link {run_dir} (it pointed to {target}, whose files were kept)"
+    try:
+        shutil.rmtree(run_dir)
+    except OSError as exc:
+        raise JobError(f"{run_dir.name} could not be deleted ({exc.strerror or exc}): check its permissions") from None
+    return f"deleted: {run_dir}"
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
-from studio.spec import ModelSpec, RunSpec
+from studio.spec import ModelSpec, RunSpec, read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent / "presets"
 
@@ -23,14 +21,17 @@ def preset_path(kind: str, name: str) -> Path:
 
 
 def load_model_preset(name: str) -> ModelSpec:
-    data = yaml.safe_load(preset_path("models", name).read_text()) or {}
+    path = preset_path("models", name)
+    data = read_yaml(path.read_text(), str(path)) or {}
     return RunSpec.from_dict({"model": data.get("model", data)}).model
 
 
 def load_run(spec_or_name: str) -> RunSpec:
     """A spec file path, or the name of a run recipe (e.g. 'quickstart')."""
     path = Path(spec_or_name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
+    if path.suffix in (".yaml", ".yml"):
+        if not path.exists():
+            raise FileNotFoundError(f"spec file '{spec_or_name}' does not exist")
         return RunSpec.load(path)
     return RunSpec.load(preset_path("recipes", spec_or_name))
 

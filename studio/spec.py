@@ -7,6 +7,7 @@ trl or peft: the UI process imports this module on every keystroke.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -186,12 +187,22 @@ class RunSpec:
         return _build(cls, data or {}, "")
 
     @classmethod
-    def from_yaml(cls, text: str) -> "RunSpec":
-        return cls.from_dict(yaml.safe_load(text) or {})
+    def from_yaml(cls, text: str, where: str = "spec") -> "RunSpec":
+        return cls.from_dict(read_yaml(text, where) or {})
 
     @classmethod
     def load(cls, path: str | Path) -> "RunSpec":
-        return cls.from_yaml(Path(path).read_text())
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise SpecError(str(path), f"is not UTF-8 text (byte {exc.start}); save it as UTF-8 YAML") from None
+        except IsADirectoryError:
+            raise SpecError(str(path), "is a folder; give a spec YAML file") from None
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise  # callers fall back to recipe names on a missing file
+            raise SpecError(str(path), f"cannot be read: {exc.strerror or exc}") from None
+        return cls.from_yaml(text, str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())
@@ -203,7 +214,7 @@ class RunSpec:
             if "=" not in item:
                 raise SpecError(item, "write overrides as key.path=value, e.g. train.max_steps=60")
             key, raw = item.split("=", 1)
-            set_path(data, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+            set_path(data, key.strip(), read_yaml(raw, f"--set {key.strip()}") if raw.strip() else None)
         return RunSpec.from_dict(data)
 
     def validate(self) -> list["Problem"]:
@@ -226,6 +237,21 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.field}: {self.message}"
+
+
+def read_yaml(text: str, where: str):
+    """yaml.safe_load, with a syntax error told as the file (or --set key), line and
+    column and what the parser expected, instead of the parser's traceback."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(x for x in (exc.context, exc.problem) if x)
+        raise SpecError(where, f"YAML syntax error at {at}{what}; fix the YAML (quote text that holds "
+                        "':', '#', '[' or '{')") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise SpecError(where, f"not readable as YAML ({type(exc).__name__}: {exc})"[:300]) from None
 
 
 def comma_list(text: str | None) -> list[str]:
@@ -299,18 +325,23 @@ def _coerce(tp, value, path: str):
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise SpecError(path, f"expected a whole number, got {value!r}")
+        if isinstance(value, int):
+            return value  # exact, however large (float() would overflow past 1e308)
         try:
             as_float = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise SpecError(path, f"expected a whole number, got {value!r}") from None
-        if as_float != int(as_float):
+        if not math.isfinite(as_float) or as_float != int(as_float):
             raise SpecError(path, f"expected a whole number, got {value!r}")
         return int(as_float)
     if tp is float:
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise SpecError(path, f"expected a number, got {value!r}") from None
+        if not math.isfinite(number):  # no field means anything by inf or nan
+            raise SpecError(path, f"expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if value is None:
             return ""
@@ -423,6 +454,8 @@ def validate_data(d: DataSpec) -> list[Problem]:
     _choice(add, "stopping_strategy", d.stopping_strategy, STOPPING)
     if not 0.0 <= d.eval_fraction < 0.9:
         add("eval_fraction", "must be in [0, 0.9), e.g. 0.05")
+    if d.seed < 0 or d.seed >= 2**32:
+        add("seed", "must be in 0..4294967295 (the blend's random seed)")
     if d.max_rows is not None and d.max_rows < 1:
         add("max_rows", "must be at least 1, or empty for all rows")
     return problems
@@ -452,7 +485,9 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
         _choice(add, "quant_type", m.quant_type, ("nf4", "fp4"))
     if m.regime in ("prefix", "prompt") and m.num_virtual_tokens < 1:
         add("num_virtual_tokens", "must be at least 1, e.g. 16")
-    if m.regime == "freeze" and model.source == "scratch" and m.freeze_trainable_layers > model.n_layers:
+    if m.regime == "freeze" and m.freeze_trainable_layers < 0:
+        add("freeze_trainable_layers", "must be zero or a positive number of blocks")
+    elif m.regime == "freeze" and model.source == "scratch" and m.freeze_trainable_layers > model.n_layers:
         add("freeze_trainable_layers", f"the model has {model.n_layers} blocks; train at most that many")
     if m.beta <= 0 and m.name in ("dpo", "orpo", "simpo", "kto"):
         add("beta", "must be positive, e.g. 0.1")
@@ -472,6 +507,10 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
             add("top_p", "must be in (0, 1]")
         if m.max_new_tokens < 1:
             add("max_new_tokens", "must be at least 1")
+        if m.top_k < 0:
+            add("top_k", "must be zero (off) or positive")
+        if m.kl_coef < 0:
+            add("kl_coef", "must be zero or positive, e.g. 0.05")
     if m.name == "ppo":
         if not 0 < m.clip_range < 1:
             add("clip_range", "must be in (0, 1), e.g. 0.2")
@@ -479,6 +518,10 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
             add("gae_lambda", "gamma and gae_lambda must be in [0, 1]")
         if m.ppo_epochs < 1:
             add("ppo_epochs", "must be at least 1")
+        if m.mini_batch_size < 1:
+            add("mini_batch_size", "must be at least 1")
+        if m.vf_coef < 0:
+            add("vf_coef", "must be zero or positive, e.g. 0.1")
     if m.name == "distill":
         if not m.teacher.strip():
             add("teacher", "give the teacher: a run directory, a model folder or a hub id sharing the tokenizer")
@@ -494,8 +537,16 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
 def validate_train(t: TrainSpec) -> list[Problem]:
     problems: list[Problem] = []
     add = lambda f, msg: problems.append(Problem("train." + f, msg))  # noqa: E731
-    if t.max_steps <= 0 and t.epochs <= 0:
+    if t.max_steps < 0:
+        add("max_steps", f"must be a positive number of steps, or 0 to train for `epochs`; got {t.max_steps}")
+    elif t.max_steps == 0 and t.epochs <= 0:
         add("max_steps", "set max_steps > 0, or epochs > 0 with max_steps = 0")
+    if t.epochs < 0:
+        add("epochs", f"must be zero or positive, got {t.epochs:g}")
+    if t.seed < 0 or t.seed >= 2**32:
+        add("seed", "must be in 0..4294967295 (numpy and torch seeds are unsigned 32-bit)")
+    if t.eval_steps < 0:
+        add("eval_steps", "must be zero or a positive number of eval batches")
     for name in ("batch_size", "grad_accum", "num_processes", "log_every"):
         if getattr(t, name) < 1:
             add(name, "must be at least 1")

@@ -227,6 +227,7 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             spec=spec, run_dir=run_dir, device=device, precision=precision, callbacks=callbacks,
             log=(writer.write if writer else (lambda r: None)), progress=progress,
             should_stop=lambda: stop_request(run_dir) is not None,
+            extras={"on_data": (lambda bundle: report_data(run_dir, bundle)) if lead else (lambda bundle: None)},
         )
         method(spec.method.name).load().train(ctx)
         if lead:
@@ -247,6 +248,17 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             jobs.write_status(run_dir, state="failed", ended=time.time(), error=explain(exc, spec, device),
                               traceback=tb.strip().splitlines()[-12:])
         return 1
+
+
+def report_data(run_dir: Path, bundle) -> None:
+    """Rows left out as bad while loading, counted by the data layer: in train.log and
+    status.json ("dropped 10 of 210 rows: malformed JSON (10)"), so a run that silently
+    trained on part of its data says so."""
+    text = bundle.dropped_text()
+    print(f"Data: {text}", flush=True)
+    d = bundle.dropped()
+    jobs.write_status(run_dir, data_dropped=text, rows_read=d["rows"], rows_dropped=d["dropped"],
+                      dropped_reasons=d["reasons"])
 
 
 def stop_sync_callback(run_dir: Path):

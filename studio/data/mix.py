@@ -15,6 +15,7 @@ from typing import Any
 from studio.data.errors import DataError
 from studio.data.formats import FORMATS, KIND_NEEDS, detect_format, kinds_for
 from studio.data.normalize import convert, normalize
+from studio.data.preflight import columns_message, no_rows_message
 from studio.data.sources import Raw, read_source
 from studio.spec import DataSource, RunSpec
 
@@ -84,6 +85,24 @@ class DataBundle:
     def summary(self) -> str:
         return "\n".join(r.summary() for r in self.report)
 
+    def dropped(self) -> dict:
+        """Rows left out as bad while loading, over every counted (not streamed) source:
+        {"rows": read, "dropped": left out, "reasons": {reason: count}}."""
+        reasons: dict[str, int] = {}
+        for rep in self.report:
+            for reason, n in rep.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        return {"rows": sum(r.rows or 0 for r in self.report), "dropped": sum(r.bad for r in self.report),
+                "reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1]))}
+
+    def dropped_text(self) -> str:
+        """'dropped 10 of 210 rows: malformed JSON (10)', or 'dropped no rows (210 read)'."""
+        d = self.dropped()
+        if not d["dropped"]:
+            return f"dropped no rows ({d['rows']} read)"
+        top = ", ".join(f"{r} ({n})" for r, n in list(d["reasons"].items())[:5])
+        return f"dropped {d['dropped']} of {d['rows']} rows: {top}"
+
 
 def features_for(kind: str, with_answer: bool = False, with_source: bool = False):
     """The Arrow schema of a kind, so every source of a blend lines up exactly."""
@@ -135,17 +154,22 @@ def choose_kind(spec: RunSpec, formats: list[str], kinds: tuple[str, ...], label
 # -- per source ------------------------------------------------------------------------
 
 
-def _format_of(source: DataSource, raw: Raw, index: int) -> tuple[str, str]:
-    """(format to use, what detection said)."""
+def _format_of(source: DataSource, raw: Raw, index: int, kinds: tuple[str, ...] = ()) -> tuple[str, str]:
+    """(format to use, what detection said). `kinds`: what the method reads, named in the
+    message when the columns fit no format."""
     if source.format not in ("auto", "", None):
         if source.format not in FORMATS:
             raise DataError(f"data.sources.{index}.format", f"'{source.format}' is not a format; "
                             f"use auto or one of {', '.join(FORMATS)}")
         return source.format, ""
+    if raw.rows is not None and not raw.rows:
+        raise DataError(f"data.sources.{index}", no_rows_message(raw))
     if raw.fixed_format:
         return raw.fixed_format, raw.fixed_format
     guess = detect_format(raw.sample(200))
     if guess.name == "unknown":
+        if guess.columns:  # wrong columns: say which it has and which a format needs
+            raise DataError(f"data.sources.{index}.format", columns_message(raw, guess.columns, kinds, index))
         raise DataError(f"data.sources.{index}.format", f"could not tell the format of '{raw.label}': {guess.note}")
     return guess.name, guess.name
 
@@ -254,7 +278,7 @@ def load_sources(spec: RunSpec, kinds: tuple[str, ...]):
         if not (isinstance(src.weight, (int, float)) and src.weight > 0):
             raise DataError(f"data.sources.{i}.weight", f"weights must be positive, got {src.weight}")
         raw = read_source(src, i)
-        fmt, detected = _format_of(src, raw, i)
+        fmt, detected = _format_of(src, raw, i, kinds)
         raws.append(raw)
         formats.append(fmt)
         reports.append(SourceReport(i, src.path, fmt, detected, FORMATS[fmt].kind, weight=src.weight))

@@ -144,6 +144,7 @@ def load_data(ctx: TrainContext, kinds: tuple[str, ...] | None = None, prepare=N
     from studio.methods import method
 
     bundle = build(ctx.spec, kinds or method(ctx.spec.method.name).data_kinds, prepare=prepare)
+    ctx.extras.get("on_data", lambda b: None)(bundle)  # the worker reports rows dropped as bad
     print(f"Data: {len(bundle.train)} training rows ({bundle.kind})"
           + (f", {len(bundle.eval)} held out" if bundle.eval is not None else ""), flush=True)
     if bundle.eval is not None and ctx.spec.train.eval_steps > 0:
