@@ -73,7 +73,7 @@ def parse(text) -> list[Entry]:
         entry = Entry(name, float(weight) if weight else 1.0)
         if rest is not None and rest.strip():
             pair = _ARG.fullmatch(rest)
-            if pair and pair.group(1) in _param_names(name):
+            if pair and (name not in ("model", "file") or pair.group(1) in _param_names(name)):
                 entry.args[pair.group(1)] = _unquote(pair.group(2))
             else:
                 entry.args[first_param(name) or "value"] = _unquote(rest)
