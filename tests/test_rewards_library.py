@@ -161,3 +161,18 @@ def test_missing_answer_column_is_refused_naming_the_source(tmp_path):
     spec.method.reward = "json_valid"
     assert data_problems(spec) == []
     assert os.path.exists(data)
+
+
+def test_reward_try_cli_scores_each_component(capsys):
+    import json
+
+    from studio.cli import main
+
+    rc = main(["reward", "try", "--reward", "think_format, 2*numeric:tol=0.01", "--json",
+               "--completion", "<think>6 x 7</think> 42", "--completion", "41", "--reference", "42"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["components"] == ["think_format", "numeric"] and out["weights"] == [1.0, 2.0]
+    assert [r["total"] for r in out["rows"]] == [3.0, 0.0]
+    assert out["rows"][0]["scores"] == {"think_format": 1.0, "numeric": 1.0}
+    assert main(["reward", "try", "--reward", "regex:pattern=(", "--completion", "x"]) == 2
+    assert "does not compile" in capsys.readouterr().err
