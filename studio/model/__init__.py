@@ -8,6 +8,7 @@ This package imports torch and transformers; the UI should ask studio.estimate
 from __future__ import annotations
 
 from studio.estimate import architecture_of
+from studio.model.adapted import adapted_summary
 from studio.model.adapters import apply_regime, peft_config_for
 from studio.model.build import build_model, config_for
 from studio.model.custom import StudioConfig, StudioForCausalLM, register
@@ -16,6 +17,6 @@ from studio.model.load import build_or_load, load_tokenizer, resolve_model_path
 register()
 
 __all__ = [
-    "StudioConfig", "StudioForCausalLM", "apply_regime", "architecture_of", "build_model",
+    "StudioConfig", "StudioForCausalLM", "adapted_summary", "apply_regime", "architecture_of", "build_model",
     "build_or_load", "config_for", "load_tokenizer", "peft_config_for", "resolve_model_path",
 ]
