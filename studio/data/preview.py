@@ -188,8 +188,44 @@ def _preview(spec: RunSpec, n: int, tokenizer) -> dict:
         "template": None if tok is None else ("tokenizer" if getattr(tok, "chat_template", None) else "chatml"),
         "max_seq_len": limit, "truncated": over, "truncated_fraction": over / measured if measured else 0.0,
         "sources": sources, "rows": sample,
+        "loss_mask": loss_mask(spec, bundle.kind, train, tok),
         "proportions": {"requested": [s["requested"] for s in sources], "achieved": [s["achieved"] for s in sources]},
     }
+
+
+LOSS_METHODS = ("sft", "distill")  # the methods that read data.assistant_only_loss
+MASK_ROWS = 1000  # rows of the blend tokenised to count the trained tokens
+
+
+def loss_mask(spec: RunSpec, kind: str, train, tok) -> dict | None:
+    """How the loss mask of a conversation blend is found (generation marks / prefix
+    rendering / none, studio.data.chat_mask) and how many of the tokens of up to MASK_ROWS
+    rows it trains, as SFT will report it in train.log. None where no mask applies."""
+    from studio.data import chat_mask
+
+    if kind != "conversation" or tok is None or spec.method.name not in LOSS_METHODS or train is None:
+        return None
+    rows = [train[i]["messages"] for i in range(min(MASK_ROWS, len(train)))]
+    if not spec.data.assistant_only_loss:
+        method = chat_mask.MaskMethod(chat_mask.NONE, "data.assistant_only_loss is off: every token trains")
+    else:
+        method = chat_mask.mask_method(tok)
+    out = {"how": method.how, "reason": method.reason, "rows": len(rows), "trained": 0, "tokens": 0}
+    if method.how == chat_mask.NONE and spec.data.assistant_only_loss:
+        out["note"] = f"⚠️ Loss mask: none: {chat_mask.refusal('this tokenizer', method)}"
+        return out
+    try:
+        ids, masks = chat_mask.encode(tok, rows, method.how)
+    except chat_mask.MaskError as exc:
+        out["note"] = f"⚠️ Loss mask: {exc}"
+        return out
+    limit = spec.model.max_seq_len  # trained as the trainer cuts them
+    out["trained"] = sum(sum(m[:limit]) for m in masks)
+    out["tokens"] = sum(len(i[:limit]) for i in ids)
+    share = f"{100 * out['trained'] / out['tokens']:.1f}%" if out["tokens"] else "0%"
+    out["note"] = (f"Loss mask: **{method.describe()}**; {out['trained']} of {out['tokens']} tokens "
+                   f"({share}) trained in the first {len(rows)} rows")
+    return out
 
 
 def _own_rows(part):

@@ -311,7 +311,8 @@ def status_markdown(result: dict, tok_note: str) -> str:
                                              if unit == "tokens" else f" — {tok_note}")
              + f"; **{result['truncated']}** rows ({100 * result['truncated_fraction']:.1f}%) are longer than "
              f"max_seq_len {result['max_seq_len']} and will be truncated.")
-    return text
+    mask = result.get("loss_mask")  # how SFT finds the assistant's tokens, and how many train
+    return text + (f"\n\n{mask['note']}" if mask and mask.get("note") else "")
 
 
 def run_preview(n, *values):
