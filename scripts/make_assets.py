@@ -322,6 +322,56 @@ def make_data(out: Path, seed: int = SEED) -> dict[str, list[dict]]:
     data_dir.mkdir(parents=True, exist_ok=True)
     for name, rows in files.items():
         write_jsonl(data_dir / name, rows)
+    write_extract_task(data_dir, seed)  # not in `files`: see write_extract_task
+    return files
+
+
+# ---------------------------------------------------------------- field extraction (RL task 2)
+
+EXTRACT_CITIES = ("Oslo", "Lisbon", "Nairobi", "Lima", "Seoul", "Cairo", "Dublin", "Quito", "Perth", "Riga")
+EXTRACT_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+EXTRACT_PHRASINGS = (
+    "Book {n} tickets to {city} for {day}.",
+    "I need {n} seats on the {day} trip to {city}.",
+    "{day}: {city}, {n} people please.",
+    "Can you get {n} of us to {city} on {day}?",
+    "Reserve {city} on {day} for {n}.",
+)
+EXTRACT_INSTRUCTION = "Extract city, day and tickets as JSON: "
+
+
+def extract_items(seed: int = SEED) -> tuple[list[dict], list[dict]]:
+    """Travel requests -> {"city", "day", "tickets"}. Held out: whole (city, day) pairs
+    the training rows never show, so the policy must read the request, not remember it."""
+    rng = random.Random(seed + 23)  # its own stream: the other files stay byte-identical
+    pairs = [(c, d) for c in EXTRACT_CITIES for d in EXTRACT_DAYS]
+    rng.shuffle(pairs)
+    held = set(pairs[:len(pairs) * 15 // 100])
+    train, test = [], []
+    for city, day in sorted(pairs):
+        for phrasing in EXTRACT_PHRASINGS:
+            n = rng.randint(1, 9)
+            request = phrasing.format(n=n, city=city, day=day)
+            answer = json.dumps({"city": city, "day": day, "tickets": n})
+            (test if (city, day) in held else train).append({"prompt": EXTRACT_INSTRUCTION + request,
+                                                             "answer": answer})
+    return train, test
+
+
+def write_extract_task(data_dir: Path, seed: int = SEED) -> dict[str, list[dict]]:
+    """The second shipped RL task (rewards json_valid + json_match): prompts with
+    references, their held-out split, and SFT chats of the training prompts (to build a
+    half-taught starting policy). Not fed to the tokenizer: it stays the one the
+    arithmetic models were built with (byte-level BPE: JSON is never out of vocabulary)."""
+    train, test = extract_items(seed)
+    files = {
+        "extract_prompts_train.jsonl": train,
+        "extract_prompts_test.jsonl": test,
+        "extract_sft_train.jsonl": [{"messages": [{"role": "user", "content": r["prompt"]},
+                                                  {"role": "assistant", "content": r["answer"]}]} for r in train],
+    }
+    for name, rows in files.items():
+        write_jsonl(data_dir / name, rows)
     return files
 
 
