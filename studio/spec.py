@@ -165,6 +165,10 @@ class TrainSpec:
     report_to: str = "none"
     resume_from: str = ""  # checkpoint dir to resume from
     resume_optimizer: bool = True
+    # non-finite loss/grad norm: stop (fail, naming the step), or roll back to the last good
+    # state with half the learning rate, at most max_rollbacks times (studio.divergence)
+    on_divergence: str = "stop"
+    max_rollbacks: int = 2
 
 
 @dataclass
@@ -245,11 +249,15 @@ def read_yaml(text: str, where: str):
     try:
         return yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
+        mark, ctx = exc.problem_mark or exc.context_mark, exc.context_mark
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        what = " ".join(x for x in (exc.context, exc.problem) if x)
-        raise SpecError(where, f"YAML syntax error at {at}{what}; fix the YAML (quote text that holds "
-                        "':', '#', '[' or '{')") from None
+        what = exc.problem or exc.context or "unreadable"
+        if exc.context and exc.problem:
+            what += f" ({exc.context}" + (f" that starts at line {ctx.line + 1}, column {ctx.column + 1}"
+                                          if ctx is not None and ctx is not mark else "") + ")"
+        fix = ("indent with spaces, not tabs" if "'\\t'" in what
+               else "fix the YAML (quote text that holds ':', '#', '[' or '{')")
+        raise SpecError(where, f"YAML syntax error at {at}{what}; {fix}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise SpecError(where, f"not readable as YAML ({type(exc).__name__}: {exc})"[:300]) from None
 
@@ -576,4 +584,9 @@ def validate_train(t: TrainSpec) -> list[Problem]:
         add("eval_every", "eval_every and save_every must be zero (off) or positive")
     if t.save_best_only and t.eval_every <= 0:
         add("save_best_only", "needs evaluation: set eval_every > 0, or turn save_best_only off")
+    if _choice(add, "on_divergence", t.on_divergence, ("stop", "rollback")) and t.on_divergence == "rollback":
+        if not 1 <= t.max_rollbacks <= 20:
+            add("max_rollbacks", "must be 1-20 (each rollback halves the learning rate)")
+        elif t.num_processes * t.nnodes > 1:
+            add("on_divergence", "rollback works in one process; use stop with several processes")
     return problems
