@@ -169,6 +169,9 @@ def build(spec) -> dict:
     with gr.Accordion("Online RL (GRPO, PPO)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, ONLINE))
+    from studio.ui import reward_playground
+
+    reward_playground.build(fields.get("method.reward"))
     with gr.Accordion("Distillation", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, DISTILL))
