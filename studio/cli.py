@@ -16,7 +16,7 @@ from studio import jobs
 from studio.spec import SpecError
 
 # modules that contribute subcommands (estimate, data, advise); each imports lightly
-PLUGINS = ("studio.estimate", "studio.data", "studio.advisor_cli", "studio.export",
+PLUGINS = ("studio.estimate", "studio.data", "studio.advisor.cli", "studio.export",
            "studio.ship.cli", "studio.rewards.cli")  # serve: the OpenAI-compatible API (studio/serve.py is the app)
 
 

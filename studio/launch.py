@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
+from studio import hardware
+from studio.estimate import count_parameters, estimate_memory
 from studio.spec import RunSpec
+from studio.units import MIB, gib
 
 # train.distributed -> accelerate launch flags
 STRATEGY_FLAGS = {
@@ -79,15 +80,7 @@ def launch_problems(spec: RunSpec) -> list[str]:
 
 def gpu_memory() -> list[int]:
     """Bytes of each GPU, from nvidia-smi (no torch import here); [] without one."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
-    try:
-        out = subprocess.run([exe, "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10)
-        return [int(float(line)) * 2**20 for line in out.stdout.split() if line.strip()]
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return []
+    return [size for _, size in hardware.gpus()]
 
 
 def gpu_count() -> int:
@@ -97,7 +90,7 @@ def gpu_count() -> int:
 def memory_limit_bytes() -> int | None:
     """The cap the worker puts on itself (STUDIO_MEMORY_LIMIT_MB), if any."""
     raw = os.environ.get("STUDIO_MEMORY_LIMIT_MB", "").strip()
-    return int(float(raw) * 2**20) if raw else None
+    return int(float(raw) * MIB) if raw else None
 
 
 def device_memory() -> tuple[str, int]:
@@ -105,21 +98,9 @@ def device_memory() -> tuple[str, int]:
     gpus = gpu_memory()
     if gpus:
         return "cuda", min(gpus)
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    total = hardware.ram_bytes()
     limit = memory_limit_bytes()
     return "cpu", min(total, limit) if limit else total
-
-
-def _total(result) -> int | None:
-    if isinstance(result, (int, float)):
-        return int(result)
-    get = result.get if isinstance(result, dict) else (lambda k, d=None: getattr(result, k, d))
-    for key in ("memory_bytes", "memory"):
-        inner = get(key, None)
-        if inner is not None and inner is not result:
-            return _total(inner)
-    value = get("total", None) or get("total_bytes", None)
-    return int(value) if isinstance(value, (int, float)) else None
 
 
 def estimated_bytes(spec: RunSpec) -> tuple[int | None, str]:
@@ -127,22 +108,10 @@ def estimated_bytes(spec: RunSpec) -> tuple[int | None, str]:
     one; else a floor nobody can train under: the weights, plus their gradients and
     AdamW states when every weight trains."""
     try:
-        from studio.estimate import estimate_memory
-    except ImportError:
-        estimate_memory = None
-    if estimate_memory is not None:
-        try:
-            try:
-                found = _total(estimate_memory(spec))
-            except TypeError:  # an estimator that takes the sections
-                found = _total(estimate_memory(spec.model, spec.method, spec.train))
-            if found:
-                return found, "estimate"
-        except Exception:  # noqa: BLE001 - another module's estimator must not block a start
-            pass
+        return estimate_memory(spec)["total"], "estimate"
+    except Exception:  # noqa: BLE001 - e.g. a config it cannot read: the floor below, or no check
+        pass
     try:
-        from studio.estimate import count_parameters
-
         params = int(count_parameters(spec.model)["total"])
     except Exception:  # noqa: BLE001 - e.g. a hub id whose config is not cached: no check
         return None, "unknown"
@@ -158,7 +127,6 @@ def fit_problems(spec: RunSpec, device: tuple[str, int] | None = None) -> list[s
         return []
     from studio.oom import candidates
 
-    gib = lambda n: f"{n / 2**30:.2f} GiB"  # noqa: E731
     lines = [f"memory: this run needs about {gib(need)} ({how}) but the {name} has {gib(capacity)}."]
     fits = []
     for text, variant in candidates(spec):

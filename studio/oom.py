@@ -5,10 +5,7 @@ from __future__ import annotations
 import copy
 
 from studio.spec import RunSpec
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+from studio.units import gib
 
 
 def candidates(spec: RunSpec) -> list[tuple[str, RunSpec]]:
@@ -41,7 +38,7 @@ def candidates(spec: RunSpec) -> list[tuple[str, RunSpec]]:
 
 
 def advice(spec: RunSpec, peak_bytes: int, device: str, device_memory_bytes: int | None = None) -> str:
-    lines = [f"Out of memory on {device} (peak {_gib(peak_bytes)} in use)."]
+    lines = [f"Out of memory on {device} (peak {gib(peak_bytes)} in use)."]
     try:
         from studio.estimate import estimate_memory
     except ImportError:
@@ -49,7 +46,7 @@ def advice(spec: RunSpec, peak_bytes: int, device: str, device_memory_bytes: int
     if estimate_memory is not None:
         try:
             need = estimate_memory(spec.model, spec.method, spec.train)["total"]
-            lines.append(f"The estimate for this spec is {_gib(need)}.")
+            lines.append(f"The estimate for this spec is {gib(need)}.")
         except Exception:  # noqa: BLE001 - advice must never hide the OOM itself
             estimate_memory = None
     lines.append("Settings that need less memory:")
@@ -57,7 +54,7 @@ def advice(spec: RunSpec, peak_bytes: int, device: str, device_memory_bytes: int
         figure = ""
         if estimate_memory is not None:
             try:
-                figure = f" -> about {_gib(estimate_memory(variant.model, variant.method, variant.train)['total'])}"
+                figure = f" -> about {gib(estimate_memory(variant.model, variant.method, variant.train)['total'])}"
             except Exception:  # noqa: BLE001
                 figure = ""
         lines.append(f"- {text}{figure}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
+from studio.advisor import Answers
 from studio.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +130,43 @@ def sft_policy(base_model, session_runs) -> Path:
     preference pair ~64% of the time. The starting policy of the preference and RL
     methods, which must teach it the rest."""
     return sft_on_the_task(base_model, session_runs, "policy", steps=150, batch_size=16, lr=2e-3)
+
+
+# -- the advisor's chart: one input per leaf (tests/test_advisor_*.py) ------------------
+
+GB = 1024**3
+BIG = dict(goal="instructions", data_kind="conversation", from_scratch=False)
+# one input per leaf of the chart: the leaf id it must reach
+LEAF_INPUTS = {
+    "sft": Answers(goal="instructions"),
+    "sft_first": Answers(goal="preferences", data_kind="conversation"),
+    "dpo": Answers(goal="preferences", data_kind="preference"),
+    "orpo": Answers(goal="preferences", data_kind="preference", model_is_base=True),
+    "simpo": Answers(goal="preferences", data_kind="preference", wants="reference_free"),
+    "reward": Answers(goal="preferences", data_kind="preference", wants="control"),
+    "kto": Answers(data_kind="unpaired"),
+    "grpo_pref": Answers(goal="preferences", data_kind="prompt"),
+    "grpo_pref_rm": Answers(goal="preferences", data_kind="prompt", has_reward_model=True),
+    "ppo_pref": Answers(goal="preferences", data_kind="preference", has_reward_model=True, wants="control"),
+    "cpt": Answers(goal="domain", data_kind="text", from_scratch=False),
+    "pretrain": Answers(data_kind="text", from_scratch=True),
+    "grpo": Answers(goal="reasoning", data_kind="prompt"),
+    "grpo_rm": Answers(goal="reasoning", has_reward_model=True),
+    "ppo": Answers(goal="reasoning", has_reward_model=True, wants="control"),
+    "sft_solutions": Answers(goal="reasoning", data_kind="conversation", checkable=False),
+    "distill": Answers(goal="distill"),
+    "full_scratch": Answers(goal="instructions", from_scratch=True),
+    "prompt": Answers(**BIG, data_rows=50, model_size_params=7_000_000_000),
+    "lora_unknown": Answers(**BIG),
+    "full": Answers(**BIG, memory_needed_full_bytes=10 * GB, device_memory_bytes=24 * GB),
+    "freeze": Answers(**BIG, memory_needed_full_bytes=22 * GB, device_memory_bytes=24 * GB),
+    "dora": Answers(**BIG, memory_needed_full_bytes=100 * GB, memory_needed_lora_bytes=8 * GB,
+                    memory_needed_qlora_bytes=4 * GB, device_memory_bytes=24 * GB),
+    "lora": Answers(**BIG, memory_needed_full_bytes=100 * GB, memory_needed_lora_bytes=16 * GB,
+                    memory_needed_qlora_bytes=6 * GB, device_memory_bytes=24 * GB),
+    "qlora": Answers(**BIG, memory_needed_full_bytes=100 * GB, memory_needed_lora_bytes=30 * GB,
+                     memory_needed_qlora_bytes=10 * GB, device_memory_bytes=24 * GB),
+    "too_big": Answers(**BIG, memory_needed_full_bytes=100 * GB, memory_needed_lora_bytes=60 * GB,
+                       memory_needed_qlora_bytes=30 * GB, device_memory_bytes=24 * GB),
+}
+

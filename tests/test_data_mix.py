@@ -177,13 +177,3 @@ def test_cli_inspect_and_mix(tmp_path, capsys):
     assert abs(result["proportions"]["achieved"][0] - 0.7) < 0.05
     code, out = _cli(["data", "mix", str(tmp_path / "run.yaml"), "--preview", "1", "--tokenizer", "none"], capsys)
     assert code == 0 and "70.0%" in out.out and "arith_prefs_train.jsonl" in out.out
-
-
-def test_importing_the_data_package_stays_light():
-    import subprocess
-    import sys
-
-    code = ("import sys, studio.data, studio.data.preview, studio.data.cli; "
-            "heavy = [m for m in ('torch', 'datasets', 'transformers', 'trl') if m in sys.modules]; "
-            "assert not heavy, heavy; assert callable(studio.data.preview)")
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

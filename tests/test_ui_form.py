@@ -1,17 +1,7 @@
-import sys
-
 import pytest
 
 from studio.presets import default_spec
 from studio.spec import SpecError
-
-
-def test_ui_import_stays_light():
-    import subprocess
-    code = ("import sys, studio.ui.app; heavy=[m for m in ('torch','trl','peft','transformers') "
-            "if m in sys.modules]; print(heavy); assert not heavy")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_form_values_map_back_to_the_spec():

@@ -11,7 +11,8 @@ import html
 
 import gradio as gr
 
-from studio import advisor, flowchart
+from studio import advisor
+from studio.advisor import flowchart
 from studio.spec import RunSpec, SpecError
 from studio.ui import form
 
@@ -169,9 +170,6 @@ def build(spec) -> dict:
     with gr.Accordion("Online RL (GRPO, PPO)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, ONLINE))
-    from studio.ui import reward_playground
-
-    reward_playground.build(fields.get("method.reward"))
     with gr.Accordion("Distillation", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, DISTILL))

@@ -13,10 +13,12 @@ from pathlib import Path
 import gradio as gr
 
 from studio import estimate as E
+from studio.hardware import DEFAULT_GPU, GPUS, detected_gpu, peak_tflops  # noqa: F401 - peak_tflops: public here
 from studio import policy
 from studio.presets import list_presets, load_model_preset
 from studio.spec import RunSpec, SpecError
 from studio.ui import form
+from studio.units import GIB, human_bytes
 
 ARCH = ["model.positional_encoding", "model.attention", "model.norm", "model.activation"]
 SIZE = ["model.d_model", "model.n_heads", "model.n_kv_heads", "model.d_ff", "model.n_layers",
@@ -31,20 +33,6 @@ COST_PATHS = ["method.regime", "method.lora_r", "method.target_modules", "method
               "train.batch_size", "train.optimizer", "train.precision", "train.gradient_checkpointing"]
 
 CUSTOM_GPU = "Custom"
-DEFAULT_GPU = "24 GB: RTX 4090"  # planning default where no GPU is detected
-# name: (memory GB, peak dense bf16/fp16 tensor TFLOPS from the vendors' data sheets)
-GPUS = {
-    "8 GB: RTX 3070": (8, 40.0),
-    "16 GB: T4": (16, 65.0),
-    "24 GB: RTX 4090": (24, 165.0),
-    "40 GB: A100 40GB": (40, 312.0),
-    "80 GB: A100 80GB": (80, 312.0),
-    "80 GB: H100 SXM": (80, 989.0),
-    "141 GB: H200": (141, 989.0),
-}
-# nvidia-smi name fragments, most specific first ("A100" before "A10")
-PEAK_TFLOPS = [("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("A10", 125.0), ("L4", 121.0),
-               ("4090", 165.0), ("3090", 71.0), ("3070", 40.0), ("V100", 125.0), ("T4", 65.0)]
 PART_COLOURS = {"weights": "#4C78A8", "gradients": "#F58518", "optimizer": "#54A24B",
                 "activations": "#E45756", "kv_cache": "#B279A2"}
 TOKENIZER_ROWS = 20_000  # enough text for a small BPE; keeps training to seconds
@@ -55,26 +43,6 @@ def elem(name: str) -> str:
 
 
 # -- device -------------------------------------------------------------------------------
-
-
-def detected_gpu() -> tuple[str, float, float] | None:
-    """(label, GB, TFLOPS) of the GPU nvidia-smi reports, or None on a machine without one."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total,name", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=5, check=True).stdout
-        mib, name = out.strip().splitlines()[0].split(",", 1)
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
-    name = name.strip()
-    return f"Detected: {name}", round(float(mib) / 1024, 1), peak_tflops(name)
-
-
-def peak_tflops(gpu_name: str, unknown: float = 100.0) -> float:
-    """Dense bf16/fp16 tensor TFLOPS of a GPU named by nvidia-smi (a guess when unknown;
-    the field stays editable)."""
-    return next((t for fragment, t in PEAK_TFLOPS if fragment in gpu_name.upper()), unknown)
 
 
 def gpu_choices(found) -> dict[str, tuple[float, float]]:
@@ -91,13 +59,6 @@ def human_count(n: float) -> str:
         if abs(n) >= size:
             return f"{n / size:.2f}{unit}"
     return str(int(n))
-
-
-def human_bytes(n: float) -> str:
-    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if abs(n) >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{int(n)} B"
 
 
 def human_time(seconds: float) -> str:
@@ -139,13 +100,12 @@ def memory_figure(result: dict, device_gb: float | None):
     import plotly.graph_objects as go
 
     mem = result["memory_bytes"]
-    gib = 1024**3
     fig = go.Figure()
     rows = ["training step", "inference (KV cache)"]
     for part in ("weights", "gradients", "optimizer", "activations", "kv_cache"):
         value = result["kv_cache_bytes"] if part == "kv_cache" else mem[part]
-        x = [0 if part == "kv_cache" else value / gib,
-             value / gib if part in ("weights", "kv_cache") else 0]
+        x = [0 if part == "kv_cache" else value / GIB,
+             value / GIB if part in ("weights", "kv_cache") else 0]
         fig.add_bar(y=rows, x=x, name=part.replace("_", " "), orientation="h", marker_color=PART_COLOURS[part],
                     hovertemplate=f"{part}: %{{x:.3f}} GiB<extra></extra>")
     if device_gb:
@@ -165,7 +125,7 @@ def verdict_markdown(result: dict, device_gb: float | None, gpu: str, tflops: fl
              + " + ".join(f"{k} {human_bytes(mem[k])}" for k in ("weights", "gradients", "optimizer", "activations"))
              + f". Inference KV cache (same batch and length): {human_bytes(result['kv_cache_bytes'])}."]
     if device_gb:
-        capacity = device_gb * 1024**3
+        capacity = device_gb * GIB
         if mem["total"] <= capacity:
             lines.append(f"**Fits on {device_gb:g} GB** (headroom {human_bytes(capacity - mem['total'])}).")
         else:

@@ -1,5 +1,6 @@
-"""The recipe behind the advisor's "use this": spec fields for a method, regime and model
-size, from the registry's defaults and presets/recipes/sizes.yaml."""
+"""The studio's one recipe system: spec fields for a method, regime and model size, from
+the registry's defaults and presets/recipes/sizes.yaml (the advisor's "use this", the
+Method tab, `studio advise`)."""
 from __future__ import annotations
 
 import copy
@@ -11,7 +12,7 @@ import yaml
 from studio.methods import REGISTRY
 from studio.spec import RunSpec, SpecError, set_path
 
-SIZES_FILE = Path(__file__).resolve().parent.parent / "presets" / "recipes" / "sizes.yaml"
+SIZES_FILE = Path(__file__).resolve().parent.parent.parent / "presets" / "recipes" / "sizes.yaml"
 
 
 def load_sizes(path: str | Path = SIZES_FILE) -> dict:
@@ -24,7 +25,7 @@ def load_sizes(path: str | Path = SIZES_FILE) -> dict:
 def _parsed_sizes(path: str, mtime_ns: int) -> dict:
     # parsed once per version of the file: the UI asks on every answer, and PyYAML is slow
     data = yaml.load(Path(path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    for key in ("buckets", "method_phase", "regimes"):
+    for key in ("buckets", "method_phase", "phase_train", "regimes"):
         if key not in (data or {}):
             raise SpecError(f"{path}: {key}", "missing section; see the comments at the top of the file")
     return data
@@ -43,8 +44,9 @@ def size_bucket(params: int | None, from_scratch: bool | None = None, sizes: dic
 
 
 def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None = None) -> dict:
-    """"method.x"/"train.x"/"data.x" -> value: the registry's defaults, the size table's
-    batch/steps/learning rate for the method's phase, and the regime's adjustments."""
+    """"method.x"/"train.x"/"data.x" -> value: the registry's defaults, the phase's weight
+    decay and warmup, the size table's batch/steps/learning rate for the method's phase,
+    and the regime's adjustments (later wins)."""
     sizes = sizes or load_sizes()
     info = REGISTRY[method]
     phase_name = sizes["method_phase"][method]
@@ -53,14 +55,29 @@ def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None 
     out = {"method.name": method, "method.regime": regime}
     # the registry's learning rates are size-agnostic; the size table's are not, so they win
     out.update({k: v for k, v in info.defaults.items() if k != "train.learning_rate"})
-    lr = phase.get("learning_rate", info.typical_lr)
+    for key in ("weight_decay", "warmup_steps"):  # a bucket's phase may override its phase's
+        value = phase.get(key, sizes["phase_train"].get(phase_name, {}).get(key))
+        if value is not None:
+            out[f"train.{key}"] = value
+    out.update(_batch_and_steps(method, phase_name, phase))
+    out["train.learning_rate"] = _learning_rate(phase_name, phase, adjust, info.typical_lr)
+    out.update(adjust.get("set", {}))
+    return out
+
+
+def _learning_rate(phase_name: str, phase: dict, adjust: dict, typical_lr: float) -> float:
+    lr = phase.get("learning_rate", typical_lr)
     if "fixed_learning_rate" in adjust:
         lr = adjust["fixed_learning_rate"]
     elif phase_name in ("base", "cpt", "sft"):
         lr = max(lr, adjust.get("learning_rate", lr))
     else:
         lr = lr * adjust.get("lr_multiplier", 1)
-    out["train.learning_rate"] = float(f"{lr:.3g}")
+    return float(f"{lr:.3g}")
+
+
+def _batch_and_steps(method: str, phase_name: str, phase: dict) -> dict:
+    out = {}
     if phase_name == "rlhf":
         mini = phase["mini_batch_size"]
         if method == "ppo":  # rollouts per step, split into PPO mini-batches
@@ -72,7 +89,6 @@ def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None 
     out["train.max_steps"] = phase.get("max_steps", 0)
     if "epochs" in phase:
         out["train.epochs"] = phase["epochs"]
-    out.update(adjust.get("set", {}))
     return out
 
 

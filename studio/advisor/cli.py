@@ -6,10 +6,14 @@ from pathlib import Path
 
 import yaml
 
-from studio.advisor import GOALS, NODES, REGIME_NAMES, WANTS, Answers, _gb, advise, child
-from studio.advisor_inputs import GIB, detect_data_kind, detect_device_memory, guess_model_is_base, infer_answers, resolve_model
+from studio.advisor.answers import GOALS, REGIME_NAMES, WANTS, Answers
+from studio.advisor.chart import NODES, child
+from studio.advisor.inputs import detect_data_kind, guess_model_is_base, infer_answers, resolve_model
+from studio.advisor.advice import advise
+from studio.hardware import detect_device_memory
 from studio.methods import REGISTRY
 from studio.spec import RunSpec, SpecError
+from studio.units import GIB, gib
 
 
 def add_cli(subparsers) -> None:
@@ -45,7 +49,7 @@ def _gather(args) -> tuple[Answers, list[str]]:
     if gb is None:
         found, what = detect_device_memory()
         gb = found / GIB if found else None
-        notes.append(f"device memory {_gb(found)} detected: {what}; --device-memory-gb plans for another device")
+        notes.append(f"device memory {gib(found, 1)} detected: {what}; --device-memory-gb plans for another device")
     if spec is not None:
         answers = infer_answers(spec, kind, device_memory_gb=gb)
         notes.append(f"model: {guess_model_is_base(spec.model)[1]}")

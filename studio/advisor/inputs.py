@@ -1,16 +1,24 @@
-"""What the studio can answer for the advisor itself: the data kind of a file, the device
-memory, whether a model is a base model, its size and the memory each regime needs.
-No torch import: nvidia-smi for the GPU, studio.estimate (when present) for memory."""
+"""What the studio can answer for the advisor itself: the data kind of a file, whether
+a model is a base model, its size and the memory each regime needs (studio.estimate;
+the device's memory comes from studio.hardware). No torch import."""
 from __future__ import annotations
 
+import csv
+import json
+import re
 from pathlib import Path
 
 import yaml
 
-from studio.advisor_recipe import apply_recipe
-from studio.spec import RunSpec, SpecError
+from studio import presets
+from studio.advisor.answers import Answers
+from studio.advisor.recipe import apply_recipe
+from studio.data import detect_format
+from studio.data.sources import resolve_path as resolve_data_path
+from studio.estimate import count_parameters, estimate_memory
+from studio.spec import ModelSpec, RunSpec, SpecError
+from studio.units import GIB
 
-GIB = 1024**3
 _INSTRUCT_NAME = ("instruct", "chat", "-it", "_it", "sft", "dpo", "rlhf", "assistant")
 
 
@@ -40,68 +48,32 @@ def guess_model_is_base(model) -> tuple[bool | None, str]:
     return None, "cannot tell from the name"
 
 
-def _params_from_name(name: str) -> int | None:
-    import re
-
+def params_from_name(name: str) -> int | None:
+    """A parameter count from a name such as "Qwen2.5-0.5B" or "SmolLM2-135M"."""
     hit = re.search(r"(?<![\d.])(\d+(?:\.\d+)?)\s*([bBmM])(?![a-zA-Z])", name)
     if not hit:
         return None
     return int(float(hit.group(1)) * (1e9 if hit.group(2) in "bB" else 1e6))
 
 
-def _total(result) -> int | None:
-    """The total bytes of whatever studio.estimate returned (dict or object)."""
-    if isinstance(result, (int, float)):
-        return int(result)
-    get = result.get if isinstance(result, dict) else (lambda k, d=None: getattr(result, k, d))
-    inner = get("memory_bytes", None) or get("memory", None)
-    if inner is not None and inner is not result:
-        return _total(inner)
-    value = get("total", None)
-    return int(value) if isinstance(value, (int, float)) else None
-
-
 def _estimated_bytes(spec: RunSpec, regime: str) -> int | None:
     try:
-        from studio.estimate import estimate_memory
-    except ImportError:
-        return None
-    variant = apply_recipe(spec, {"method.regime": regime})
-    try:
-        try:
-            result = estimate_memory(variant)
-        except TypeError:  # an estimator that takes the sections rather than the run spec
-            result = estimate_memory(variant.model, variant.method, variant.train)
-        return _total(result)
-    except Exception:  # noqa: BLE001 - the estimator is another module's; without it the advisor still answers
+        return estimate_memory(apply_recipe(spec, {"method.regime": regime}))["total"]
+    except Exception:  # noqa: BLE001 - an unreadable config, a hub id not cached, a family transformers lacks
         return None
 
 
-def _param_count(spec: RunSpec, estimate: dict | None) -> int | None:
-    for key in ("parameters", "params", "total_parameters"):
-        value = (estimate or {}).get(key)
-        if isinstance(value, dict):
-            value = value.get("total")
-        if isinstance(value, (int, float)):
-            return int(value)
+def _param_count(spec: RunSpec) -> int | None:
     try:
-        from studio.estimate import count_parameters
-
-        return int(count_parameters(spec.model)["total"])
-    except Exception:  # noqa: BLE001 - unreadable config / hub id / module not there yet: fall back to the name
-        return _params_from_name(spec.model.name_or_path) if spec.model.source == "pretrained" else None
+        return count_parameters(spec.model)["total"]
+    except Exception:  # noqa: BLE001 - as above: then the name may still tell the size
+        return params_from_name(spec.model.name_or_path) if spec.model.source == "pretrained" else None
 
 
-def infer_answers(spec: RunSpec, data_kind: str | None = None, estimate: dict | None = None,
-                  device_memory_gb: float | None = None) -> Answers:
+def infer_answers(spec: RunSpec, data_kind: str | None = None, device_memory_gb: float | None = None) -> Answers:
     """The answers the studio knows from a spec: base or not, size, memory per regime
-    (`estimate` holds the Model tab's figures for the spec's own regime, shaped like
-    {"memory_bytes": {"total": ...}, "parameters": ...}). The goal stays the person's."""
-    from studio.advisor import Answers  # the advisor imports this module: resolve at call time
-    need = {}
-    for regime in ("full", "lora", "qlora"):
-        own = _total(estimate) if estimate and spec.method.regime == regime else None
-        need[regime] = own if own is not None else _estimated_bytes(spec, regime)
+    (studio.estimate on the spec with each regime). The goal stays the person's."""
+    need = {regime: _estimated_bytes(spec, regime) for regime in ("full", "lora", "qlora")}
     return Answers(
         data_kind=data_kind,
         has_reward_model=True if spec.method.reward.startswith("model:") else None,
@@ -110,33 +82,13 @@ def infer_answers(spec: RunSpec, data_kind: str | None = None, estimate: dict | 
         memory_needed_full_bytes=need["full"], memory_needed_lora_bytes=need["lora"],
         memory_needed_qlora_bytes=need["qlora"],
         device_memory_bytes=int(device_memory_gb * GIB) if device_memory_gb else None,
-        model_size_params=_param_count(spec, estimate),
+        model_size_params=_param_count(spec),
     )
 
 
-def detect_device_memory() -> tuple[int | None, str]:
-    """(bytes, what) of the first GPU per nvidia-smi, else this machine's RAM: the memory
-    a run started here would train in. No torch import."""
-    import os
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total,name", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        mib, gpu = out.strip().splitlines()[0].split(",", 1)
-        return int(float(mib)) * 1024**2, gpu.strip()
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "CPU RAM, no GPU found"
-    except (ValueError, OSError, AttributeError):
-        return None, "unknown"
-
-
-def _sample_rows(path: Path, limit: int = 200) -> tuple[list, int | None]:
-    import csv
-    import json
-
+def sample_rows(path: Path, limit: int = 200) -> tuple[list, int | None]:
+    """Up to `limit` rows of a local data file (None for an unreadable JSON line) and the
+    file's row count."""
     suffix = path.suffix.lower()
     if suffix == ".json":
         data = json.loads(path.read_text())
@@ -160,17 +112,6 @@ def _sample_rows(path: Path, limit: int = 200) -> tuple[list, int | None]:
     return rows, count - (1 if suffix in (".csv", ".tsv") else 0)
 
 
-def _kind_by_columns(rows: list) -> str | None:
-    keys = set().union(*(r.keys() for r in rows if isinstance(r, dict))) if rows else set()
-    for kind, need in (("preference", {"chosen", "rejected"}), ("unpaired", {"completion", "label"}),
-                       ("conversation", {"messages"}), ("conversation", {"conversations"}),
-                       ("conversation", {"prompt", "completion"}), ("conversation", {"instruction"}),
-                       ("prompt", {"prompt"}), ("prompt", {"question"}), ("text", {"text"})):
-        if need <= keys:
-            return kind
-    return None
-
-
 def detect_data_kind(path: str | Path) -> tuple[str | None, int | None, str]:
     """(data kind, rows, how it was decided) for a local data file."""
     path = Path(path)
@@ -178,20 +119,13 @@ def detect_data_kind(path: str | Path) -> tuple[str | None, int | None, str]:
         raise SpecError("--data", f"no file '{path}': give a data file (jsonl, json, csv, txt) or a run spec YAML")
     if path.suffix.lower() not in (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".txt"):
         return None, None, f"cannot sample a {path.suffix or 'suffix-less'} file here: give the data kind yourself"
-    rows, count = _sample_rows(path)
-    try:
-        from studio.data import detect_format
-    except ImportError:
-        return _kind_by_columns(rows), count, "studio.data is not available: guessed from the column names"
+    rows, count = sample_rows(path)
     guess = detect_format(rows)
     return guess.kind, count, f"detected format '{guess.name}' ({guess.matched}/{guess.sampled} sampled rows)"
 
 
 def resolve_model(text: str):
     """A ModelSpec from a spec YAML, a model preset, a run recipe, or a folder / hub id."""
-    from studio import presets
-    from studio.spec import ModelSpec
-
     path = Path(text)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         data = yaml.safe_load(path.read_text()) or {}
@@ -216,11 +150,7 @@ def kind_of_sources(sources) -> tuple[str | None, int | None, str]:
             notes.append(f"{source.path}: a hub dataset is not sampled here")
             continue
         try:
-            from studio.data import resolve_path
-
-            path = resolve_path(source.path)
-        except ImportError:
-            path = Path(source.path)
+            path = resolve_data_path(source.path)
         except (SpecError, ValueError) as exc:  # DataError: outside the roots, missing
             notes.append(str(exc))
             continue

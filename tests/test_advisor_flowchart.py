@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from studio import advisor, flowchart
-from tests.test_advisor import LEAF_INPUTS
+from studio import advisor
+from studio.advisor import flowchart
+from tests.conftest import LEAF_INPUTS
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 

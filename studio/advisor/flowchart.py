@@ -1,6 +1,6 @@
 """The advisor's chart as an SVG string, with the path an Advice took highlighted.
 
-Drawn from studio.advisor.NODE_LIST, so the picture cannot disagree with the logic.
+Drawn from studio.advisor.chart.NODE_LIST, so the picture cannot disagree with the logic.
 Two trees side by side (or stacked): which method, then which weights train. Each
 node shows the answer that leads to it (small, above) and its question or outcome.
 
@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
-from studio.advisor import NODE_LIST, NODES, REGIME_NAMES, ROOTS, Advice, children, short_name
+from studio.advisor.answers import REGIME_NAMES
+from studio.advisor.chart import NODE_LIST, NODES, ROOTS, children, short_name
+from studio.advisor.advice import Advice
 
 NODE_W, NODE_H = 172, 40
 COL_GAP, ROW_GAP = 30, 8

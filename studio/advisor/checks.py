@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from studio.data.formats import CONVERSIONS, KIND_NEEDS
 from studio.methods import REGISTRY
 
 
@@ -23,29 +24,13 @@ class AdviceWarning:
         return dataclasses.asdict(self)
 
 
-Warning = AdviceWarning  # noqa: A001 - the name the Method tab uses; only this module's scope
-
-
-
 METHOD_FOR_KIND = {"text": "cpt", "conversation": "sft", "preference": "dpo", "unpaired": "kto", "prompt": "grpo"}
 _NEEDS_CODE = {"preference": "needs_pairs", "unpaired": "needs_labels", "prompt": "needs_prompts",
                "text": "needs_text", "conversation": "needs_conversations"}
 
 
 def _kind_words(kind: str) -> str:
-    try:
-        from studio.data.formats import KIND_NEEDS
-    except ImportError:
-        return kind
     return KIND_NEEDS.get(kind, kind)
-
-
-def _conversions() -> dict:
-    try:
-        from studio.data.formats import CONVERSIONS
-    except ImportError:
-        return {}
-    return CONVERSIONS
 
 
 def check_choice(method_name: str, data_kind: str | None, reward=None) -> list[AdviceWarning]:
@@ -57,7 +42,7 @@ def check_choice(method_name: str, data_kind: str | None, reward=None) -> list[A
                               f"Choose one of {', '.join(REGISTRY)}.", level="error")]
     out: list[AdviceWarning] = []
     if data_kind and data_kind not in info.data_kinds:
-        via = next((k for k in info.data_kinds if k in _conversions().get(data_kind, ())), None)
+        via = next((k for k in info.data_kinds if k in CONVERSIONS.get(data_kind, ())), None)
         if via:
             out.append(AdviceWarning(
                 "data_converted", f"{info.title} reads {via} rows; these {data_kind} rows will be converted.",

@@ -1,0 +1,148 @@
+"""Walking the chart: the path through both trees for a set of Answers, the advice at
+its end (method, regime, runner-ups, warnings with fixes, the recipe) and why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from studio.advisor.answers import Answers
+from studio.advisor.chart import NODES, Node, child
+from studio.advisor.checks import AdviceWarning, check_choice
+from studio.advisor.decide import DECIDE, DECIDE_REGIME, Budget
+from studio.advisor.recipe import recipe, size_bucket
+from studio.methods import REGISTRY
+from studio.spec import SpecError
+from studio.units import gib
+
+
+class Step(NamedTuple):
+    node_id: str
+    choice: str
+    reason: str
+
+
+class RunnerUp(NamedTuple):
+    method: str
+    regime: str
+    why: str
+
+
+@dataclass
+class Advice:
+    method: str
+    regime: str
+    path: list[Step]
+    runner_up: RunnerUp
+    regime_runner_up: tuple[str, str]  # (regime, why)
+    warnings: list[AdviceWarning]
+    recipe: dict
+    size_bucket: str
+
+    def node_ids(self) -> list[str]:
+        return [s.node_id for s in self.path]
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "regime": self.regime,
+            "path": [s._asdict() | {"label": NODES[s.node_id].label} for s in self.path],
+            "runner_up": self.runner_up._asdict(),
+            "regime_runner_up": {"regime": self.regime_runner_up[0], "why": self.regime_runner_up[1]},
+            "warnings": [w.to_dict() for w in self.warnings],
+            "recipe": self.recipe, "size_bucket": self.size_bucket,
+        }
+
+
+
+REGIME_FALLBACK = {"qlora": ("lora",), "dora": ("lora",), "freeze": ("lora",),
+                   "prompt": ("prefix", "ia3", "lora"), "prefix": ("prompt", "ia3", "lora"), "ia3": ("lora",)}
+
+
+def supported_regime(method: str, regime: str) -> str:
+    """`regime` if the method trains that way, else the nearest one it does."""
+    regimes = REGISTRY[method].regimes
+    if regime in regimes:
+        return regime
+    return next((r for r in REGIME_FALLBACK.get(regime, ()) if r in regimes), "lora" if "lora" in regimes else "full")
+
+
+def walk(answers: Answers) -> tuple[list[Step], Node, Node]:
+    """The path through both trees: (steps, method leaf, regime leaf)."""
+    budget = Budget.of(answers)
+    path: list[Step] = []
+    node = NODES["goal"]
+    while node.kind == "question":
+        choice, reason = DECIDE[node.id](answers, budget)
+        path.append(Step(node.id, choice, reason))
+        node = child(node.id, choice)
+    method_leaf = node
+    path.append(Step(node.id, node.value, node.why))
+    node = NODES["regime"]
+    while node.kind == "question":
+        choice, reason = DECIDE_REGIME[node.id](answers, budget, method_leaf.value)
+        path.append(Step(node.id, choice, reason))
+        node = child(node.id, choice)
+    path.append(Step(node.id, node.value, node.why))
+    return path, method_leaf, node
+
+
+def advise(answers: Answers) -> Advice:
+    """Walk the chart for these answers: the method, the regime and why."""
+    problems = answers.problems()
+    if problems:
+        name, fix = problems[0].split(": ", 1)
+        raise SpecError(f"advisor.{name}", fix)
+    path, method_leaf, regime_leaf = walk(answers)
+    method = method_leaf.value
+    regime = supported_regime(method, regime_leaf.value)
+    alt = method_leaf.runner_up
+    bucket = size_bucket(answers.model_size_params, answers.from_scratch)
+    return Advice(
+        method=method, regime=regime, path=path,
+        runner_up=RunnerUp(alt, supported_regime(alt, regime), method_leaf.runner_up_why),
+        regime_runner_up=(supported_regime(method, regime_leaf.runner_up), regime_leaf.runner_up_why),
+        warnings=_advice_warnings(answers, method_leaf, regime_leaf, regime),
+        recipe=recipe(method, regime, bucket), size_bucket=bucket,
+    )
+
+
+def _advice_warnings(a: Answers, method_leaf: Node, regime_leaf: Node, regime: str) -> list[AdviceWarning]:
+    method = method_leaf.value
+    info = REGISTRY[method]
+    reward = None
+    if info.family == "online-rl":
+        reward = "model:" if a.has_reward_model else ("" if a.checkable is False else "exact_match")
+    out = check_choice(method, a.data_kind, reward)
+    if method_leaf.id == "sft_first":
+        out.append(AdviceWarning(
+            "no_preference_data", "There is no preference data yet, so this run can only teach by example (SFT).",
+            "After SFT, sample two answers per prompt from the new model and mark the better one (DPO) or mark "
+            "single answers good/bad (KTO), then come back with that data."))
+    if a.from_scratch and info.needs_base and method != "pretrain":
+        out.append(AdviceWarning(
+            "needs_pretrained", f"{info.title} refines a model that already speaks the language; this one is new.",
+            "Pretrain it first (method pretrain on raw text), then use that run as the model "
+            "(model.source=pretrained).", {"method.name": "pretrain"}, "error"))
+    if a.model_is_base and method in ("dpo", "simpo", "kto"):
+        out.append(AdviceWarning(
+            "base_model", f"{info.title} on a base model: it aligns answers the model cannot yet give in chat form.",
+            "Run SFT first and align that run, or use ORPO, which does both in one pass with pairs.",
+            {"method.name": "orpo"} if a.data_kind in (None, "preference") else {}))
+    budget = Budget.of(a)
+    if regime_leaf.id == "too_big" or (regime_leaf.id == "full_scratch" and budget.known and not budget.fits(budget.full)):
+        need = budget.qlora if regime_leaf.id == "too_big" else budget.full
+        out.append(AdviceWarning(
+            "does_not_fit", f"The run needs about {gib(need, 1)} but the device has {gib(budget.device, 1)}.",
+            "Use a smaller model, a shorter max_seq_len, batch size 1 with more accumulation and gradient "
+            "checkpointing, or plan for a device with more memory.",
+            {"train.batch_size": 1, "train.gradient_checkpointing": "on"}, "error"))
+    if regime != regime_leaf.value:
+        fix_apply = {"method.name": "grpo", "method.regime": regime_leaf.value} if method == "ppo" else {}
+        out.append(AdviceWarning(
+            "regime_unsupported", f"{info.title} cannot train with {regime_leaf.value} here; using {regime}.",
+            "GRPO trains with QLoRA and does the same job with less memory." if fix_apply
+            else f"Choose a method that supports {regime_leaf.value}, or free memory for {regime}.", fix_apply))
+    if regime_leaf.id == "lora_unknown":
+        out.append(AdviceWarning(
+            "memory_unknown", "The device memory or the model's memory need is unknown, so the regime is a guess.",
+            "Enter the device memory (GB) and pick the model in the Model tab for its estimate.", level="info"))
+    return out
