@@ -1,5 +1,5 @@
 # The two commands of the README. Each does its own setup first (idempotent).
-.PHONY: run test test-truth setup
+.PHONY: run test test-truth test-matrix setup
 
 run:
 	bash scripts/setup.sh
@@ -18,3 +18,9 @@ setup:
 test-truth:
 	bash scripts/setup.sh --dev
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -m truth
+
+# the architecture grid: fifteen tiny real-family models x the 18 method/regime combinations
+# (each saved, reloaded, merged, chatted with); seconds per run land in matrix_times.json
+test-matrix:
+	bash scripts/setup.sh --dev
+	OMP_NUM_THREADS=1 STUDIO_MATRIX_TIMES=matrix_times.json .venv/bin/python -m pytest -q -p no:cacheprovider -m matrix tests/test_arch_matrix.py

@@ -48,7 +48,10 @@ def matrix_spec(folder: Path, method: str, regime: str, steps: int = 2):
     if method == "distill":
         m["teacher"] = str(folder)  # the same family: same tokenizer, a fixed target
     if method in ("grpo", "ppo"):
-        m.update(reward="exact_match", max_new_tokens=4, group_size=2, mini_batch_size=2, ppo_epochs=1)
+        # a random model never gets a sum right: exact_match would give every sample 0 and no
+        # gradient; length_penalty scores each sample differently
+        m.update(reward="length_penalty", max_new_tokens=6, group_size=4, mini_batch_size=2, ppo_epochs=1)
+        train["batch_size"] = 4
     return spec_from(
         name=f"{folder.name}-{method}-{regime}",
         model={"source": "pretrained", "name_or_path": str(folder), "max_seq_len": 64},

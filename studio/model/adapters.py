@@ -151,8 +151,19 @@ def _fit_model_to_regime(model, regime: str) -> None:
     config = getattr(model, "config", None)
     if regime == "prefix" and getattr(config, "output_router_logits", False):
         config.output_router_logits = False
+        # trl turns the loss back on from the coefficient (router_aux_loss_coef) unless it is 0
+        config.router_aux_loss_coef = 0.0
         print("Regime prefix: the router's auxiliary loss is off (the router is frozen, and "
               "peft's prefix mask does not fit it)", flush=True)
+
+
+def fit_base_to_adapter(base, adapter_dir) -> None:
+    """The same fitting for a saved adapter loaded over its base (chat, export, a next run)."""
+    import json
+    from pathlib import Path
+
+    peft_type = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("peft_type", "")
+    _fit_model_to_regime(base, "prefix" if peft_type == "PREFIX_TUNING" else peft_type.lower())
 
 
 def apply_regime(model, method_spec, model_spec=None):

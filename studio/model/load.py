@@ -243,6 +243,9 @@ def build_or_load(model_spec, tokenizer=None, method_spec=None, dtype=None, devi
     keep_adapter = method_spec is None or method_spec.regime in ("lora", "dora", "qlora")
     # Loading for inference (no method) must not ask for trainable: peft refuses that for
     # prefix/prompt adapters.
+    from studio.model.adapters import fit_base_to_adapter
+
+    fit_base_to_adapter(base, where)
     model = PeftModel.from_pretrained(base, where, is_trainable=keep_adapter and method_spec is not None)
     # Another regime starts from the merged weights (a 4-bit base cannot be merged into).
     return model if keep_adapter or qlora else model.merge_and_unload()
