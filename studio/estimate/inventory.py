@@ -146,12 +146,16 @@ def _gpt2(c: dict) -> Inventory:
     return inv
 
 
+def _phi_dims(c: dict) -> tuple:
+    """Width, blocks, vocabulary, FFN width, heads, K/V heads, head size and tying of a
+    Phi or Phi-3 config (both derive the head size and leave the head untied)."""
+    H, nh = c["hidden_size"], c["num_attention_heads"]
+    return (H, c["num_hidden_layers"], c["vocab_size"], c["intermediate_size"], nh,
+            _get(c, "num_key_value_heads", nh), H // nh, _get(c, "tie_word_embeddings", False))
+
+
 def _phi(c: dict) -> Inventory:
-    H, L, V, I = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"], c["intermediate_size"]
-    nh = c["num_attention_heads"]
-    nkv = _get(c, "num_key_value_heads", nh)
-    hd = H // nh
-    tied = _get(c, "tie_word_embeddings", False)
+    H, L, V, I, nh, nkv, hd, tied = _phi_dims(c)
     inv = Inventory("phi", info=dict(hidden=H, layers=L, heads=nh, kv_heads=nkv, head_dim=hd, ffn=I, vocab=V,
                                      tied=tied, gated=False, position="rope", norm="layernorm",
                                      sliding_window=None, max_position=c.get("max_position_embeddings"),
@@ -175,11 +179,7 @@ def _phi(c: dict) -> Inventory:
 
 
 def _phi3(c: dict) -> Inventory:
-    H, L, V, I = c["hidden_size"], c["num_hidden_layers"], c["vocab_size"], c["intermediate_size"]
-    nh = c["num_attention_heads"]
-    nkv = _get(c, "num_key_value_heads", nh)
-    hd = H // nh
-    tied = _get(c, "tie_word_embeddings", False)
+    H, L, V, I, nh, nkv, hd, tied = _phi_dims(c)
     inv = Inventory("phi3", info=dict(hidden=H, layers=L, heads=nh, kv_heads=nkv, head_dim=hd, ffn=I, vocab=V,
                                       tied=tied, gated=True, position="rope", norm="rmsnorm",
                                       sliding_window=c.get("sliding_window"),
