@@ -147,7 +147,8 @@ def _model_fields(spec) -> list[tuple[str, str]]:
         out.append(("model.name_or_path", spec.model.name_or_path))
     for entry in _reward_entries(spec.method.reward):
         if entry.startswith(MODEL_PREFIX):
-            out.append(("method.reward", entry[len(MODEL_PREFIX):].strip()))
+            value = entry[len(MODEL_PREFIX):].strip()
+            out.append(("method.reward", value[len("path="):] if value.startswith("path=") else value))
     return out
 
 

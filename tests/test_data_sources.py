@@ -121,6 +121,7 @@ def test_paths_outside_the_allowed_roots_are_refused(tmp_path, monkeypatch):
     write_jsonl(outside / "x.jsonl", [{"text": "secret"}])
     write_jsonl(inside / "y.jsonl", [{"text": "fine"}])
     (inside / "link.jsonl").symlink_to(outside / "x.jsonl")
+    monkeypatch.setenv("STUDIO_HOSTED", "1")  # confinement is the hosted server's (studio.policy)
     monkeypatch.setenv("STUDIO_DATA_ROOTS", str(inside))
     assert inside.resolve() in allowed_roots()
     assert resolve_path(str(inside / "y.jsonl")) == (inside / "y.jsonl").resolve()
