@@ -95,7 +95,9 @@ def test_published_configs_trainable_counts_per_regime(name):
     # the published widths with two blocks: the count is per block, and meta builds stay quick
     config = {**config, **({"n_layer": 2} if "n_layer" in config else {"num_hidden_layers": 2})}
     methods = [MethodSpec(regime="lora", lora_r=16), MethodSpec(regime="dora", lora_r=8),
-               MethodSpec(regime="lora", lora_r=8, target_modules="q_proj,v_proj,c_attn,qkv_proj"),
+               # named targets, as this family names them (adapters refuse names a model lacks)
+               MethodSpec(regime="lora", lora_r=8, target_modules={"gpt2": "c_attn", "phi3": "qkv_proj"}.get(
+                   config["model_type"], "q_proj,v_proj")),
                MethodSpec(regime="ia3"), MethodSpec(regime="prefix", num_virtual_tokens=20),
                MethodSpec(regime="prompt", num_virtual_tokens=20),
                MethodSpec(regime="freeze", freeze_trainable_layers=2, freeze_extra_modules="norm")]
