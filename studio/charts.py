@@ -19,7 +19,7 @@ SIGNALS = (("learning_rate", "learning rate"), ("grad_norm", "grad norm"),
 def series(records: list[dict], key: str, x: str = "step", kind: str | None = None) -> tuple[list, list]:
     xs, ys = [], []
     for r in records:
-        if kind and r.get("kind") != kind:
+        if (kind and r.get("kind") != kind) or r.get("kind") == "event":  # events are markers, not points
             continue
         y = r.get(key)
         xv = r.get(x if x != "tokens" else "num_tokens")
@@ -85,9 +85,45 @@ def loss_figure(records: list[dict], smoothing: float = 0.6, x: str = "step", lo
         ex, ey = series(recs, "eval_loss", x)
         if ex:
             fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines+markers", name=f"{label}eval loss"))
+    if not runs:
+        add_events(fig, records, x)
     fig.update_xaxes(title="tokens" if x == "tokens" else "step")
     fig.update_yaxes(type="log" if log_y else "linear")
     return _layout(fig, "Loss")
+
+
+EVENT_LABELS = {"rollback": "rollback", "diverged": "diverged"}
+
+
+def events(records: list[dict], x: str = "step") -> list[tuple[float, str]]:
+    """(x, label) of each divergence event (rollback, diverged) in metrics.jsonl. On the
+    tokens axis an event sits at the tokens seen by the last record at or before its step."""
+    out, tokens = [], None
+    for r in records:
+        if r.get("kind") != "event":
+            if isinstance(r.get("num_tokens"), (int, float)):
+                tokens = r["num_tokens"]
+            continue
+        name, step = r.get("event"), r.get("step")
+        if name not in EVENT_LABELS or not isinstance(step, (int, float)):
+            continue
+        at = tokens if x == "tokens" else step
+        if at is None:
+            continue
+        label = EVENT_LABELS[name]
+        if name == "rollback" and isinstance(r.get("learning_rate"), (int, float)):
+            label += f" · lr {r['learning_rate']:.2g}"
+        out.append((at, label))
+    return out
+
+
+def add_events(fig: go.Figure, records: list[dict], x: str = "step") -> None:
+    """Vertical dashed markers with a label at each event (layout shapes, so they do not
+    add legend entries or change the axes' range)."""
+    for at, label in events(records, x):
+        fig.add_vline(x=at, line_dash="dash", line_color="#d62728", line_width=1,
+                      annotation_text=label, annotation_position="top left",
+                      annotation_font_color="#d62728", annotation_font_size=10)
 
 
 def method_keys(records: list[dict]) -> list[str]:
@@ -95,7 +131,7 @@ def method_keys(records: list[dict]) -> list[str]:
     for r in records:
         for k, v in r.items():
             if k not in BASE_KEYS and isinstance(v, (int, float)) and not k.startswith("eval_") \
-                    and not k.startswith("train_") and r.get("kind") != "summary":
+                    and not k.startswith("train_") and r.get("kind") not in ("summary", "event"):
                 keys[k] = None
     return list(keys)
 

@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from studio import runfiles
 from studio.spec import RunSpec
 
 TERMINAL = ("completed", "failed", "stopped")
@@ -35,10 +36,27 @@ class JobError(RuntimeError):
     """A refusal with its reason, shown to the person as is."""
 
 
-def runs_root(runs_dir: str | Path | None = None) -> Path:
-    root = Path(runs_dir or os.environ.get("STUDIO_RUNS_DIR", "runs")).resolve()
-    root.mkdir(parents=True, exist_ok=True)
+def runs_root(runs_dir: str | Path | None = None, writable: bool = False) -> Path:
+    """The runs folder (made when missing). A path that is a file, or one that cannot be
+    made (or written, when `writable`), is a JobError naming it and the fix, not a
+    traceback from deep inside a list or a launch."""
+    given = runs_dir or os.environ.get("STUDIO_RUNS_DIR", "runs")
+    root = Path(given).expanduser().resolve()
+    fix = "choose another with --runs-dir (or STUDIO_RUNS_DIR)"
+    try:
+        if root.exists() and not root.is_dir():
+            raise JobError(f"runs dir '{given}' is not a folder: {fix}")
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise JobError(f"runs dir '{given}' cannot be created ({exc.strerror or exc}): {fix}") from None
+    if writable and not os.access(root, os.W_OK | os.X_OK):
+        raise JobError(f"runs dir '{given}' is not writable (permission denied): {fix}, or fix its permissions")
     return root
+
+
+def check_runs_dir(runs_dir: str | Path | None = None) -> Path:
+    """Raise JobError unless runs can be created under runs_dir (for a CLI or app start)."""
+    return runs_root(runs_dir, writable=True)
 
 
 def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
@@ -59,17 +77,17 @@ def run_path(run_id: str, runs_dir: str | Path | None = None) -> Path:
 
 
 def read_status(run_dir: str | Path) -> dict:
-    try:
-        return json.loads((Path(run_dir) / "status.json").read_text())
-    except (OSError, json.JSONDecodeError):  # missing, or not a run dir (e.g. the lock file)
-        return {"state": "unknown"}
+    """status.json checked for shape: {"state": "unknown"} when missing (or not a run dir,
+    e.g. the lock file), {"state": "corrupt", "error": why} when not of the documented
+    shape (see studio.runfiles), so no reader trips over a hand-edited or damaged file."""
+    return runfiles.load_status(Path(run_dir) / "status.json")
 
 
 def write_status(run_dir: str | Path, **fields) -> dict:
     """Merge fields into status.json atomically (readers never see half a file)."""
     path = Path(run_dir) / "status.json"
     status = read_status(run_dir)
-    if status.get("state") == "unknown":
+    if status.get("state") in ("unknown", "corrupt"):
         status = {}
     status.update(fields)
     status["updated"] = time.time()
@@ -84,7 +102,7 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, TypeError, ValueError):  # gone, or no pid at all
         return False
     except PermissionError:
         return True
@@ -94,21 +112,36 @@ def _pid_alive(pid: int | None) -> bool:
             return False
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         return b"studio.worker" in cmdline
-    except (FileNotFoundError, IndexError):
+    except (OSError, IndexError):
         return False
 
 
+def record_status(run_dir: Path, current: dict, **fields) -> dict:
+    """write_status for a reader or a launcher reconciling a run: where status.json can
+    no longer be written (the run dir turned read-only, the disk is full) the result is
+    returned as known, with why it is not on disk, instead of raising into the caller."""
+    try:
+        return write_status(run_dir, **fields)
+    except OSError as exc:
+        merged = {**current, **fields}
+        note = f"(status.json could not be updated: {exc.strerror or exc})"
+        merged["error"] = f"{merged['error']} {note}" if merged.get("error") else note
+        return merged
+
+
 def status(run_dir: str | Path) -> dict:
-    """status.json, reconciled with reality: a run whose worker vanished is failed."""
+    """status.json, reconciled with reality: a run whose worker vanished is failed, with
+    the cause the worker left in train.log when it could no longer write status.json."""
     run_dir = Path(run_dir)
     st = read_status(run_dir)
     if st.get("state") in ("running", "queued", "starting") and not _pid_alive(st.get("pid")):
         # give a just-launched worker a moment to write its first status
-        if time.time() - st.get("updated", 0) > 5:
-            st = write_status(run_dir, state="failed", ended=time.time(),
-                              error=st.get("error") or "The training process ended without reporting "
-                              "(killed by a signal, e.g. SIGKILL or the out-of-memory killer). "
-                              "See train.log for its last lines.")
+        if time.time() - (st.get("updated") or 0) > 5:
+            st = record_status(run_dir, st, state="failed", ended=time.time(),
+                               error=runfiles.failure_from_log(run_dir) or st.get("error") or
+                               "The training process ended without reporting "
+                               "(killed by a signal, e.g. SIGKILL or the out-of-memory killer). "
+                               "See train.log for its last lines.")
     if st.get("state") == "queued":
         st["queue_position"] = queue_position(run_dir)
     return st
@@ -123,10 +156,14 @@ def queue_position(run_dir: Path) -> int:
     """1 = next to take the device. Only live queued runs launched earlier count."""
     mine = _queue_key(read_status(run_dir), run_dir.name)
     ahead = 0
-    for other in run_dir.parent.iterdir():
-        if other == run_dir or not (other / "status.json").exists():
+    try:
+        others = list(run_dir.parent.iterdir())
+    except OSError:
+        return 1
+    for other in others:
+        if other == run_dir:
             continue
-        st = read_status(other)
+        st = read_status(other)  # "unknown" for anything that is not a run
         if st.get("state") == "queued" and _queue_key(st, other.name) < mine and _pid_alive(st.get("pid")):
             ahead += 1
     return ahead + 1
@@ -158,7 +195,7 @@ def create_run(spec: RunSpec, runs_dir: str | Path | None = None) -> Path:
     problems = preflight(spec)
     if problems:
         raise JobError("The run was not started:\n" + "\n".join(f"- {p}" for p in problems))
-    run_dir = runs_root(runs_dir) / new_run_id(spec.name)
+    run_dir = runs_root(runs_dir, writable=True) / new_run_id(spec.name)
     (run_dir / "checkpoints").mkdir(parents=True)
     spec.save(run_dir / "spec.yaml")
     write_status(run_dir, state="queued", created=time.time(), step=0, total=spec.train.max_steps)
@@ -175,6 +212,8 @@ def start(run_dir: Path, env: dict | None = None) -> subprocess.Popen:
     run_dir = Path(run_dir)
     (run_dir / STOP_REQUEST).unlink(missing_ok=True)
     log = open(run_dir / "train.log", "ab")
+    log.write(runfiles.START_MARK.encode() + b"\n")  # failure_from_log reads only this start's causes
+    log.flush()
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     project_root = str(Path(__file__).resolve().parent.parent)
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (project_root, full_env.get("PYTHONPATH")) if p)
@@ -194,9 +233,10 @@ def _reap(proc: subprocess.Popen, run_dir: Path) -> None:
     st = read_status(run_dir)
     if st.get("state") not in TERMINAL:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        write_status(run_dir, state="failed", ended=time.time(), returncode=code,
-                     error=f"The training process was ended by {how} before it finished. "
-                     "See train.log for its last lines.")
+        cause = runfiles.failure_from_log(run_dir)  # the worker's own words, if it left them
+        record_status(run_dir, st, state="failed", ended=time.time(), returncode=code,
+                      error=cause or f"The training process was ended by {how} before it finished. "
+                      "See train.log for its last lines.")
 
 
 def launch(spec: RunSpec, runs_dir: str | Path | None = None, env: dict | None = None) -> Path:
@@ -222,15 +262,18 @@ def stop(run_dir: str | Path, save: bool = False, timeout: float = 60.0) -> dict
         return {"state": "unknown"}
     st = read_status(run_dir)
     pgid = st.get("pgid") or st.get("pid")
-    request_stop(run_dir, save)
+    try:
+        request_stop(run_dir, save)
+    except OSError:  # a read-only run dir: the worker cannot be asked, only signalled
+        save = False
     if not pgid or not _pid_alive(st.get("pid")):
         if st.get("state") not in TERMINAL:
-            write_status(run_dir, state="stopped", ended=time.time())
+            return record_status(run_dir, st, state="stopped", ended=time.time())
         return read_status(run_dir)
     if st.get("state") == "queued":
         # still waiting for the device: nothing to save, and it would never see the request
         save = False
-        write_status(run_dir, state="stopped", ended=time.time())
+        st = record_status(run_dir, st, state="stopped", ended=time.time())
     deadline = time.time() + (timeout if save else 10.0)
     if not save:
         _signal_group(pgid, signal.SIGTERM)
@@ -241,9 +284,10 @@ def stop(run_dir: str | Path, save: bool = False, timeout: float = 60.0) -> dict
         time.sleep(2)
         _signal_group(pgid, signal.SIGKILL)
         time.sleep(0.2)
-    if read_status(run_dir).get("state") not in TERMINAL:
-        write_status(run_dir, state="stopped", ended=time.time())
-    return read_status(run_dir)
+    now = read_status(run_dir)
+    if now.get("state") not in TERMINAL:
+        return record_status(run_dir, now, state="stopped", ended=time.time())
+    return now
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -284,32 +328,55 @@ def group_members(pgid: int) -> list[int]:
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[dict]:
-    """Every run, newest first, with its state and last metrics."""
+    """Every run, newest first, with its state and last metrics; a run whose files are
+    damaged or unreadable is listed as `corrupt` with the reason in `error`."""
+    root = runs_root(runs_dir)
+    try:
+        entries = sorted(root.iterdir(), reverse=True)
+    except OSError as exc:
+        raise JobError(f"runs dir '{root}' cannot be listed ({exc.strerror or exc})") from None
+    rows = []
+    for run_dir in entries:
+        try:
+            if run_dir.name.startswith(".") or not (run_dir / "spec.yaml").is_file():
+                continue
+            rows.append(_run_row(run_dir))
+        except OSError as exc:  # one unreadable run must not hide the others
+            rows.append(_row(run_dir, {**runfiles.corrupt(f"the run cannot be read ({exc.strerror or exc})")}))
+    return rows
+
+
+def _row(run_dir: Path, st: dict, name: str | None = None, method: str = "?", last_loss=None) -> dict:
+    started, ended = st.get("started"), st.get("ended")
+    return {
+        "run_id": run_dir.name, "name": name or run_dir.name, "method": method, "state": st.get("state"),
+        "step": st.get("step") or 0, "total": st.get("total") or 0, "last_loss": last_loss,
+        "duration_s": round((ended or time.time()) - started, 1) if started else None,
+        "has_final": has_final(run_dir), "path": str(run_dir), "error": st.get("error"),
+    }
+
+
+def _run_row(run_dir: Path) -> dict:
     from studio.metrics import read_all
 
-    rows = []
-    for run_dir in sorted(runs_root(runs_dir).iterdir(), reverse=True):
-        if not (run_dir / "spec.yaml").exists():
-            continue
-        st = status(run_dir)
-        try:
-            spec = RunSpec.load(run_dir / "spec.yaml")
-            method, name = spec.method.name + ("/" + spec.method.regime if spec.method.regime != "full" else ""), spec.name
-        except Exception:  # a hand-edited spec must not hide the other runs
-            method, name = "?", run_dir.name
-        last_loss = None
-        for rec in reversed(read_all(run_dir)):
-            if rec.get("loss") is not None:
-                last_loss = rec["loss"]
-                break
-        started, ended = st.get("started"), st.get("ended")
-        rows.append({
-            "run_id": run_dir.name, "name": name, "method": method, "state": st.get("state"),
-            "step": st.get("step", 0), "total": st.get("total", 0), "last_loss": last_loss,
-            "duration_s": round((ended or time.time()) - started, 1) if started else None,
-            "has_final": (run_dir / "final").exists(), "path": str(run_dir),
-        })
-    return rows
+    st = status(run_dir)
+    try:
+        spec = RunSpec.load(run_dir / "spec.yaml")
+        method, name = spec.method.name + ("/" + spec.method.regime if spec.method.regime != "full" else ""), spec.name
+    except Exception:  # a hand-edited spec must not hide the other runs
+        method, name = "?", run_dir.name
+    last_loss = None
+    for rec in reversed(read_all(run_dir)):
+        if rec.get("loss") is not None:
+            last_loss = rec["loss"]
+            break
+    return _row(run_dir, st, name, method, last_loss)
+
+
+def has_final(run_dir: str | Path) -> bool:
+    """Whether the run has a finished model: final/ with its weights (a save that died
+    half-way, e.g. on a full disk, left config.json alone in older runs)."""
+    return runfiles.has_weights(Path(run_dir) / "final")
 
 
 def delete_run(run_dir: str | Path) -> str:
@@ -334,12 +401,23 @@ def delete_run(run_dir: str | Path) -> str:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    ckpts = sorted(Path(run_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    ckpts = checkpoints(run_dir)
     return ckpts[-1] if ckpts else None
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
-    return sorted(Path(run_dir, "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    """Complete checkpoints, oldest first. The Trainer writes a checkpoint in place and
+    its trainer_state.json last, so one without it (or without weights) died mid-save
+    and is no point to resume from."""
+    found = []
+    for path in Path(run_dir, "checkpoints").glob("checkpoint-*"):
+        step = path.name.split("-")[-1]
+        try:
+            if step.isdigit() and (path / "trainer_state.json").is_file() and runfiles.has_weights(path):
+                found.append((int(step), path))
+        except OSError:  # unreadable: not a checkpoint one could resume from either
+            continue
+    return [p for _, p in sorted(found)]
 
 
 def resume(run_dir: str | Path, max_steps: int | None = None, with_optimizer: bool = True,
@@ -357,6 +435,9 @@ def resume(run_dir: str | Path, max_steps: int | None = None, with_optimizer: bo
     spec.train.resume_optimizer = with_optimizer
     if max_steps:
         spec.train.max_steps = max_steps
-    spec.save(run_dir / "spec.yaml")
-    write_status(run_dir, state="queued", error=None, ended=None, total=spec.train.max_steps)
-    return start(run_dir, env)
+    try:
+        spec.save(run_dir / "spec.yaml")
+        write_status(run_dir, state="queued", error=None, ended=None, total=spec.train.max_steps)
+        return start(run_dir, env)
+    except OSError as exc:
+        raise JobError(f"{run_dir.name} cannot be resumed: its folder is not writable ({exc.strerror or exc})") from None

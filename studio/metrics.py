@@ -71,14 +71,15 @@ class MetricsTail:
 
     def __init__(self, path: str | Path, offset: int = 0):
         self.path = Path(path)
-        self.offset = offset
+        self.offset = offset if isinstance(offset, int) and offset >= 0 else 0
+        self.skipped = 0  # lines that were not a record of the documented shape
 
     def read_new(self) -> list[dict]:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.offset)
                 chunk = f.read()
-        except FileNotFoundError:
+        except OSError:  # not there yet, or unreadable: nothing to show, never a crash
             return []
         end = chunk.rfind(b"\n")
         if end < 0:
@@ -88,11 +89,40 @@ class MetricsTail:
         for line in chunk[: end + 1].splitlines():
             if not line.strip():
                 continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn line from a killed writer: skip it, keep the rest
+            record = parse_record(line)
+            if record is None:
+                self.skipped += 1  # a torn line from a killed writer, or a foreign one
+            else:
+                records.append(record)
         return records
+
+
+# keys every reader treats as numbers (charts, the history, the CLI's progress line)
+NUMERIC_KEYS = ("step", "time", "elapsed", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm",
+                "tokens_per_second", "num_tokens", "runtime", "perplexity")
+
+
+def parse_record(line: bytes | str) -> dict | None:
+    """One metrics line as a record, or None when it is not one: not JSON, not UTF-8, not
+    an object, a known key that is not a number, or a kind that is not text. Values that
+    JSON cannot hold (NaN, Infinity: Python's json accepts them) read as missing."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("kind", ""), str):
+        return None
+    for key in NUMERIC_KEYS:
+        value = record.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            record[key] = None
+        elif isinstance(value, int) and abs(value) > 1 << 62:  # no metric is that large; floats overflow
+            return None
+    return record
 
 
 def read_all(run_dir: str | Path) -> list[dict]:

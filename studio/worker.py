@@ -6,6 +6,7 @@ train.log (the launcher redirects them). It never talks to the UI except through
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -16,7 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
-from studio import jobs, skip_imports
+from studio import jobs, runfiles, skip_imports
 from studio.spec import RunSpec
 
 
@@ -145,8 +146,11 @@ def explain(exc: BaseException, spec: RunSpec, device: str) -> str:
         from studio.oom import advice
 
         return advice(spec, peak_memory_bytes(device), device, device_memory()[1])
-    if name in ("DataError", "SpecError", "ModelError"):
+    if name in ("DataError", "SpecError", "ModelError", "Diverged"):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        return (f"The run could not write {exc.filename or 'its files'}: {exc.strerror}. Make the run "
+                "directory writable (or free disk space), then resume the run.")
     if isinstance(exc, FileNotFoundError):
         return f"A file was not found: {exc.filename or exc}. Check the paths in the spec."
     if isinstance(exc, ImportError):
@@ -223,6 +227,7 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             callbacks = ([make_callback(writer, progress, None)] if lead else []) + [stop_sync_callback(run_dir)]
         else:
             callbacks = [make_callback(writer, progress, should_stop)]
+        callbacks.append(divergence_guard(spec, run_dir, writer))
         ctx = TrainContext(
             spec=spec, run_dir=run_dir, device=device, precision=precision, callbacks=callbacks,
             log=(writer.write if writer else (lambda r: None)), progress=progress,
@@ -232,22 +237,47 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
         method(spec.method.name).load().train(ctx)
         if lead:
             request = stop_request(run_dir)
-            jobs.write_status(run_dir, state="stopped" if request else "completed", ended=time.time(),
-                              peak_memory_bytes=peak_memory_bytes(device))
+            if not finish(run_dir, state="stopped" if request else "completed", ended=time.time(),
+                          peak_memory_bytes=peak_memory_bytes(device)):
+                return 1
             print("Stopped." if request else f"Done. Final model in {run_dir / 'final'}", flush=True)
         return 0
     except (Stopped, KeyboardInterrupt):
         if lead:
-            jobs.write_status(run_dir, state="stopped", ended=time.time())
+            if not finish(run_dir, state="stopped", ended=time.time()):
+                return 1
             print("Stopped by request.", flush=True)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must reach status.json
         tb = traceback.format_exc()
         print(tb, file=sys.stderr, flush=True)
         if lead:
-            jobs.write_status(run_dir, state="failed", ended=time.time(), error=explain(exc, spec, device),
-                              traceback=tb.strip().splitlines()[-12:])
+            finish(run_dir, state="failed", ended=time.time(), error=explain(exc, spec, device),
+                   traceback=tb.strip().splitlines()[-12:])
         return 1
+
+
+def finish(run_dir: Path, **fields) -> bool:
+    """The run's last status. Where status.json cannot be written (the run dir turned
+    read-only, the disk filled), the cause goes to train.log on a marked line instead
+    (stderr is an fd opened before the run, still writable), where jobs.status() finds it
+    when it sees this process gone; the worker then exits non-zero. Never raises."""
+    try:
+        jobs.write_status(run_dir, **fields)
+        return fields.get("state") != "failed"
+    except OSError as exc:
+        what = fields.get("error") or f"the run ended {fields.get('state')}"
+        runfiles.mark_failure(f"{what} (status.json could not be written: {exc.strerror or exc})", sys.stderr)
+        return False
+
+
+def divergence_guard(spec: RunSpec, run_dir: Path, writer):
+    """The callback that fails (or rolls back) a run whose loss or gradients went
+    non-finite (studio.divergence); on every rank, as the logged values are the same."""
+    from studio.divergence import make_guard
+
+    return make_guard(spec.train, log=writer.write if writer else (lambda record: None),
+                      last_checkpoint=lambda: jobs.latest_checkpoint(run_dir))
 
 
 def report_data(run_dir: Path, bundle) -> None:
@@ -280,5 +310,16 @@ def stop_sync_callback(run_dir: Path):
     return StopSync()
 
 
+def run(argv: list[str]) -> int:
+    """main, with the last word on a failure it could not put in status.json (a run
+    directory that cannot be written before training starts)."""
+    try:
+        return main(argv)
+    except OSError as exc:
+        traceback.print_exc()
+        runfiles.mark_failure(f"The worker could not use its run directory: {exc}", sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run(sys.argv[1:]))

@@ -43,6 +43,9 @@ def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
         gradient_checkpointing=use_checkpointing(ctx),
         logging_steps=t.log_every,
         logging_first_step=True,
+        # log a NaN/inf loss as it is (the default logs the window's average instead, 0.0 when
+        # every step was NaN): the divergence guard and the charts need the truth
+        logging_nan_inf_filter=False,
         report_to=[] if t.report_to == "none" else [t.report_to],
         disable_tqdm=True,
         save_strategy="steps" if t.save_every > 0 else "no",
@@ -176,20 +179,38 @@ def resume_checkpoint(ctx: TrainContext) -> str | None:
     return str(dst)
 
 
+def run_trainer(ctx: TrainContext, trainer) -> None:
+    """trainer.train (resuming when asked), with the divergence guard given the trainer:
+    a rollback must also restart the Trainer's running loss, which a NaN poisons."""
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "DivergenceGuard":
+            callback.trainer = trainer
+    trainer.train(resume_from_checkpoint=resume_checkpoint(ctx))
+
+
 def train_and_save(ctx: TrainContext, trainer, tokenizer) -> None:
     """Run the trainer (resuming when asked) and save final/ in save_pretrained format."""
     from studio.worker import stop_request
 
-    trainer.train(resume_from_checkpoint=resume_checkpoint(ctx))
+    run_trainer(ctx, trainer)
     if stop_request(ctx.run_dir) == "now":
         return  # "stop now": no final save, the person asked for the process to end
     save_final(ctx, trainer.model, tokenizer)
 
 
 def save_final(ctx: TrainContext, model, tokenizer) -> Path:
-    final = ctx.final_dir
-    final.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(final, safe_serialization=True)
-    tokenizer.save_pretrained(final)
-    ctx.spec.save(final / "studio_spec.yaml")  # how it was made, for chains and the chat tab
-    return final
+    """final/ written whole or not at all: into a temporary sibling, renamed when complete
+    (a full disk mid-save leaves no final/ that looks like a model), and never with
+    non-finite weights (a diverged run fails instead of shipping NaNs)."""
+    from studio.divergence import Diverged, first_nonfinite
+    from studio.runfiles import atomic_folder
+
+    bad = first_nonfinite(model, trainable_only=False)
+    if bad:
+        raise Diverged(f"diverged: weight {bad} is not finite at the end of training. Fix: lower "
+                       "train.learning_rate, or set train.on_divergence: rollback. No model was saved as final/.")
+    with atomic_folder(ctx.final_dir) as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
+        ctx.spec.save(folder / "studio_spec.yaml")  # how it was made, for chains and the chat tab
+    return ctx.final_dir

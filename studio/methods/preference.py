@@ -162,7 +162,7 @@ def train_and_save(ctx: TrainContext, trainer, tokenizer) -> None:
     of the starting adapter as the reference; final/ should hold only the trained one."""
     from studio.worker import stop_request
 
-    trainer.train(resume_from_checkpoint=common.resume_checkpoint(ctx))
+    common.run_trainer(ctx, trainer)  # with the divergence guard attached
     if stop_request(ctx.run_dir) == "now":
         return
     model = trainer.model
