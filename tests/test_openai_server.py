@@ -168,18 +168,29 @@ def test_port_in_use_and_hosting_without_a_key_are_refused(folder, capsys):
     check_can_serve("127.0.0.1", 0, None)  # local without a key is fine
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab\n", max_size=30), st.lists(st.text(alphabet="ab\n", min_size=1, max_size=3), max_size=3),
        st.lists(st.integers(1, 5), min_size=1, max_size=30))
 def test_stop_scanner_cuts_at_the_first_stop_whatever_the_pieces(text, stops, sizes):
-    scanner, out, i = StopScanner(stops), "", 0
+    """Generation ends at the piece that completes a stop string (as OpenAI's does, token by
+    token); the reply is cut where the earliest stop string in the text so far begins."""
+    scanner, out, pos, expected = StopScanner(stops), "", 0, None
+    bounds = []
     for n in sizes * 30:
-        if i >= len(text) or scanner.hit:
+        if pos >= len(text):
             break
-        out += scanner.feed(text[i:i + n])
-        i += n
-    if not scanner.hit:
-        out += scanner.feed(text[i:]) if i < len(text) else ""
-        out += "" if scanner.hit else scanner.flush()
-    cut = min([text.find(s) for s in stops if s in text] or [len(text)])
-    assert out == text[:cut]
+        bounds.append(min(pos + n, len(text)))
+        pos += n
+    start = 0
+    for end in bounds:
+        out += scanner.feed(text[start:end])
+        seen = [text[:end].find(s) for s in stops if s in text[:end]]
+        if seen:
+            expected = text[:min(seen)]
+            break
+        start = end
+    if expected is None:
+        out += scanner.flush()
+        expected = text
+    assert scanner.hit == (expected != text or any(s in text for s in stops))
+    assert out == expected

@@ -140,6 +140,37 @@ def _stream(kind: str, model_id: str, backend, prompt: str, req: _Sampling):
     return body()
 
 
+async def _in_thread(events):
+    """Iterate a blocking generator in one thread of its own and hand its items to the event
+    loop. Starlette would otherwise run each next() as a separate thread-pool task: two
+    thread switches per token, which with a small model cost as much as the token."""
+    import asyncio
+
+    loop, queue, done = asyncio.get_running_loop(), asyncio.Queue(), object()
+    stop = threading.Event()
+
+    def pump():
+        try:
+            for item in events:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+                if stop.is_set():  # the client went away: end the reply (frees the model)
+                    break
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the loop below
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            events.close()
+            loop.call_soon_threadsafe(queue.put_nowait, done)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        while (item := await queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def _whole(kind: str, model_id: str, backend, prompt: str, req: _Sampling) -> dict:
     usage = Usage()
     text = "".join(run(backend, prompt, req.params(), usage))
@@ -193,7 +224,8 @@ def create_app(served: Served, api_key: str | None = None):
         backend = await run_in_threadpool(served.backend, req.model)
         prompt = prompt_of(backend)
         if req.stream:
-            return StreamingResponse(_stream(kind, req.model, backend, prompt, req), media_type="text/event-stream")
+            body = _in_thread(_stream(kind, req.model, backend, prompt, req))
+            return StreamingResponse(body, media_type="text/event-stream")
         return await run_in_threadpool(_whole, kind, req.model, backend, prompt, req)
 
     @app.post("/v1/chat/completions")
