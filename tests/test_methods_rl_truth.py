@@ -113,6 +113,7 @@ def half_taught_extractor(base_model, tmp_path_factory):
 
 
 @pytest.mark.truth
+@pytest.mark.timeout(3600)  # pretraining, SFT and 300 GRPO steps of 40 tokens: past the 900 s default on 2 cores
 def test_grpo_on_json_extraction_doubles_held_out_reward(half_taught_extractor, train_run):
     held_out = read_rows(EXTRACT_TEST)
     before, _ = extract_scores(half_taught_extractor, held_out)
