@@ -96,9 +96,7 @@ def _llama_like(c: dict) -> Inventory:
     for i in range(L):
         p = f"model.layers.{i}"
         # Registration order of the modules does not change the count; names are exact.
-        inv.linear(f"{p}.self_attn.q_proj", H, nh * hd, qkv_bias, "attention")
-        inv.linear(f"{p}.self_attn.k_proj", H, nkv * hd, qkv_bias, "attention")
-        inv.linear(f"{p}.self_attn.v_proj", H, nkv * hd, qkv_bias, "attention")
+        _qkv(inv, f"{p}.self_attn", H, nh, nkv, hd, qkv_bias)
         inv.linear(f"{p}.self_attn.o_proj", nh * hd, H, o_bias, "attention")
         if qk_norm:
             inv.norm(f"{p}.self_attn.q_norm", hd, False)
@@ -112,6 +110,13 @@ def _llama_like(c: dict) -> Inventory:
     inv.norm("model.norm", H, norm_bias)
     _lm_head(inv, H, V, tied, bias=False)
     return inv
+
+
+def _qkv(inv: Inventory, prefix: str, H: int, nh: int, nkv: int, hd: int, bias: bool):
+    """Separate query, key and value projections (grouped K/V heads), as Llama and Phi name them."""
+    inv.linear(f"{prefix}.q_proj", H, nh * hd, bias, "attention")
+    inv.linear(f"{prefix}.k_proj", H, nkv * hd, bias, "attention")
+    inv.linear(f"{prefix}.v_proj", H, nkv * hd, bias, "attention")
 
 
 def _lm_head(inv: Inventory, H: int, V: int, tied: bool, bias: bool):
@@ -163,9 +168,7 @@ def _phi(c: dict) -> Inventory:
     inv.embedding("model.embed_tokens", V, H)
     for i in range(L):
         p = f"model.layers.{i}"
-        inv.linear(f"{p}.self_attn.q_proj", H, nh * hd, True, "attention")
-        inv.linear(f"{p}.self_attn.k_proj", H, nkv * hd, True, "attention")
-        inv.linear(f"{p}.self_attn.v_proj", H, nkv * hd, True, "attention")
+        _qkv(inv, f"{p}.self_attn", H, nh, nkv, hd, True)
         inv.linear(f"{p}.self_attn.dense", nh * hd, H, True, "attention")
         if c.get("qk_layernorm"):
             inv.norm(f"{p}.self_attn.q_layernorm", hd, True)
