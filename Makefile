@@ -20,7 +20,7 @@ test-truth:
 	OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -p no:cacheprovider -m truth
 
 # the architecture grid: fifteen tiny real-family models x the 18 method/regime combinations
-# (each saved, reloaded, merged, chatted with); seconds per run land in matrix_times.json
+# (each saved, reloaded, merged, chatted with); seconds per run land in bench/results/matrix_times.json
 test-matrix:
 	bash scripts/setup.sh --dev
-	OMP_NUM_THREADS=1 STUDIO_MATRIX_TIMES=matrix_times.json .venv/bin/python -m pytest -q -p no:cacheprovider -m matrix tests/test_arch_matrix.py
+	OMP_NUM_THREADS=1 STUDIO_MATRIX_TIMES=bench/results/matrix_times.json .venv/bin/python -m pytest -q -p no:cacheprovider -m matrix tests/test_arch_matrix.py

@@ -5,11 +5,13 @@ In the suite: every family once with LoRA SFT (saved, reloaded, merged, chatted 
 QLoRA / DPO / GRPO / reward on a few families each, and the regime fixes the issue lists
 as direct checks. `make test-matrix` (marker `matrix`) runs the whole grid: every family x
 the 18 method/regime combinations of the registry (each method with LoRA, SFT in each
-other regime), and writes the seconds of each run to runs-dir/matrix_times.json."""
+other regime), and writes the seconds of each run to $STUDIO_MATRIX_TIMES (make test-matrix:
+bench/results/matrix_times.json)."""
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -250,7 +252,7 @@ def test_estimate_counts_what_peft_trains_for_ia3(families, request):
 
 # -- the whole grid (make test-matrix) ---------------------------------------------------------
 
-TIMES = Path(os.environ.get("STUDIO_MATRIX_TIMES", "matrix_times.json"))
+TIMES = Path(os.environ.get("STUDIO_MATRIX_TIMES", Path(tempfile.gettempdir()) / "studio_matrix_times.json"))
 
 
 @pytest.mark.matrix

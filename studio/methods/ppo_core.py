@@ -277,8 +277,12 @@ def generate(policy, tokenizer, prompts: list, config: PPOConfig, greedy: bool =
     eos = eos_ids(tokenizer, policy)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     sample = dict(do_sample=True, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p)
+    # A mixture-of-experts config that asks for router logits makes each cached decoding step
+    # compute the balancing loss against the whole padded mask (a size mismatch); sampling
+    # needs no loss.
+    moe = {"output_router_logits": False} if getattr(policy.config, "output_router_logits", False) else {}
     out = policy.generate(**enc, max_new_tokens=config.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
-                          **({"do_sample": False} if greedy else sample))
+                          **moe, **({"do_sample": False} if greedy else sample))
     prompt_len = enc["input_ids"].shape[1]
     completion = out[:, prompt_len:]
     mask = completion_mask(completion, eos)
