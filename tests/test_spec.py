@@ -51,7 +51,6 @@ def test_overrides_coerce_types_and_name_unknown_fields():
     ({"data.sources": []}, "data.sources"),
     ({"name": "../evil"}, "name"),
     ({"data.sources": [{"path": "assets/data/missing.jsonl"}]}, "data.sources.0.path"),
-    ({"data.sources": [{"path": "/etc/passwd"}]}, "data.sources.0.path"),
     ({"method.name": "grpo", "model.source": "pretrained", "model.name_or_path": "x", "method.reward": "bogus"},
      "method.reward"),
     ({"method.name": "ppo", "model.source": "pretrained", "model.name_or_path": "x",
@@ -70,6 +69,14 @@ def test_impossible_settings_are_reported_by_field(changes, field):
     problems = RunSpec.from_dict(data).validate()
     assert field in fields(problems), problems
     assert all(p.message for p in problems)
+
+
+def test_a_path_outside_the_data_roots_is_refused_when_hosted(monkeypatch):
+    # locally any readable file is the person's own (#25.4); a hosted server confines paths
+    data = default_spec().to_dict()
+    data["data"]["sources"] = [{"path": "/etc/passwd"}]
+    monkeypatch.setenv("STUDIO_HOSTED", "1")
+    assert "data.sources.0.path" in fields(RunSpec.from_dict(data).validate())
 
 
 def test_several_reward_presets_may_be_summed():
