@@ -3,6 +3,8 @@
 (common GPUs with their memory, peak dense bf16/fp16 tensor TFLOPS by GPU name)."""
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -70,3 +72,73 @@ def detected_gpu() -> tuple[str, float, float] | None:
         return None
     name, size = found[0]
     return f"Detected: {name}", round(size / MIB / 1024, 1), peak_tflops(name)
+
+
+# -- what this machine's GPU can run (the speed options of #26) ------------------------
+# Asked of nvidia-smi and of the installed packages, never of torch: spec validation calls
+# these from the UI process. Ampere (compute capability 8.0) is where bf16, TF32 and
+# FlashAttention 2 start.
+AMPERE = (8, 0)
+
+
+@functools.lru_cache(maxsize=1)
+def cuda_capability() -> tuple[int, int] | None:
+    """Compute capability of the first GPU, or None without one (cached: one probe)."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        major, minor = out.strip().splitlines()[0].strip().split(".")
+        return int(major), int(minor)
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def has_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def supports_bf16() -> bool:
+    cap = cuda_capability()
+    return cap is not None and cap >= AMPERE
+
+
+def supports_tf32() -> bool:
+    return supports_bf16()  # the same generation brought both
+
+
+def supports_flash_attention() -> bool:
+    cap = cuda_capability()
+    return cap is not None and cap >= AMPERE and has_package("flash_attn")
+
+
+def speed_refusals(train_spec) -> list[tuple[str, str]]:
+    """(field, message) for each speed option this machine cannot run, with the fix."""
+    out = []
+    cap = cuda_capability()
+    t = train_spec
+    if t.use_liger_kernel:
+        if cap is None:
+            out.append(("train.use_liger_kernel", "Liger kernels are Triton code for CUDA GPUs and this machine "
+                        "has none; set use_liger_kernel: false (it changes speed and memory, not results)"))
+        elif not (has_package("liger_kernel") and has_package("triton")):
+            out.append(("train.use_liger_kernel", "liger-kernel is not installed; `pip install liger-kernel`, "
+                        "or set use_liger_kernel: false"))
+    if t.attn_implementation == "flash_attention_2":
+        if cap is None or cap < AMPERE:
+            where = "this machine has no CUDA GPU" if cap is None else f"this GPU is sm_{cap[0]}{cap[1]}"
+            out.append(("train.attn_implementation", f"flash_attention_2 needs an Ampere or newer GPU and {where}; "
+                        "use sdpa (auto), which picks a flash kernel itself where it can"))
+        elif not has_package("flash_attn"):
+            out.append(("train.attn_implementation", "flash-attn is not installed; `pip install flash-attn`, "
+                        "or use sdpa (auto)"))
+    if t.attn_implementation == "kernels":
+        if cap is None:
+            out.append(("train.attn_implementation", "'kernels' loads CUDA attention kernels and this machine has "
+                        "no CUDA GPU; use sdpa (auto)"))
+        elif not has_package("kernels"):
+            out.append(("train.attn_implementation", "the kernels package is not installed; `pip install kernels`, "
+                        "or use sdpa (auto)"))
+    return out

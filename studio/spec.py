@@ -29,6 +29,8 @@ MIXINGS = ("interleave", "concat")
 STOPPING = ("all_exhausted", "first_exhausted")
 REPORT_TO = ("none", "tensorboard", "wandb", "trackio")
 DISTRIBUTED = ("ddp", "zero2", "zero3", "fsdp")
+ATTN_IMPLEMENTATIONS = ("auto", "sdpa", "eager", "flash_attention_2", "kernels")
+COMPILE = ("off", "on", "auto")
 SOURCE_KINDS = ("file", "hub")
 DEFAULT_TOKENIZER = "assets/tokenizer"
 
@@ -169,6 +171,14 @@ class TrainSpec:
     # state with half the learning rate, at most max_rollbacks times (studio.divergence)
     on_divergence: str = "stop"
     max_rollbacks: int = 2
+    # speed options (#26), each a pass-through to transformers/trl; studio.hardware says
+    # which this machine can use (Liger and flash attention need a CUDA GPU)
+    attn_implementation: str = "auto"  # auto = sdpa; eager | flash_attention_2 | kernels
+    use_liger_kernel: bool = False  # fused RMSNorm/RoPE/SwiGLU/cross-entropy (no logits peak)
+    padding_free: bool = False  # SFT: rows flattened into one sequence with position_ids
+    group_by_length: bool = False  # batches of similar length (less padding)
+    torch_compile: str = "off"  # off | on | auto (on for GPU runs long enough to repay the compile)
+    tf32: bool = True  # TF32 matmuls on GPUs that have them (ignored elsewhere)
 
 
 @dataclass
@@ -377,6 +387,7 @@ def validate(spec: RunSpec) -> list[Problem]:
     problems += validate_data(spec.data)
     problems += validate_method(spec.method, spec.model)
     problems += validate_train(spec.train)
+    problems += _speed_for_model(spec)
     if spec.method.name in ("grpo", "ppo"):  # a reward that reads a data column the files lack
         from studio.rewards.checks import data_problems
 
@@ -589,4 +600,39 @@ def validate_train(t: TrainSpec) -> list[Problem]:
             add("max_rollbacks", "must be 1-20 (each rollback halves the learning rate)")
         elif t.num_processes * t.nnodes > 1:
             add("on_divergence", "rollback works in one process; use stop with several processes")
+    problems += speed_problems(t)
+    return problems
+
+
+def _speed_for_model(spec: RunSpec) -> list[Problem]:
+    """The studio's own architecture (a scratch spec that is not a Llama/Mistral shape)
+    runs torch's SDPA and has no Liger patch: other kernels are for transformers' families."""
+    t = spec.train
+    if spec.model.source != "scratch" or not (t.use_liger_kernel or t.attn_implementation not in ("auto", "sdpa")):
+        return []
+    from studio.estimate.config import architecture_of
+
+    if architecture_of(spec.model) != "studio":
+        return []
+    out = []
+    if t.attn_implementation not in ("auto", "sdpa") and t.attn_implementation in ATTN_IMPLEMENTATIONS:
+        out.append(Problem("train.attn_implementation", "the studio's own architecture (this scratch model's "
+                           "positional encoding, norm or activation) always runs torch's SDPA; use auto or sdpa"))
+    if t.use_liger_kernel:
+        out.append(Problem("train.use_liger_kernel", "Liger patches transformers' families (Llama, Qwen, ...), "
+                           "not the studio's own architecture (this scratch model); set use_liger_kernel: false"))
+    return out
+
+
+def speed_problems(t: TrainSpec) -> list[Problem]:
+    """The speed options: known names, and whether this machine can use them (asked of
+    studio.hardware only when an option needs a GPU, so the common path stays free)."""
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("train." + f, msg))  # noqa: E731
+    known = _choice(add, "attn_implementation", t.attn_implementation, ATTN_IMPLEMENTATIONS)
+    _choice(add, "torch_compile", t.torch_compile, COMPILE)
+    if t.use_liger_kernel or (known and t.attn_implementation in ("flash_attention_2", "kernels")):
+        from studio.hardware import speed_refusals
+
+        problems += [Problem(f, msg) for f, msg in speed_refusals(t)]
     return problems

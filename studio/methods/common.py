@@ -55,6 +55,9 @@ def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
         dataloader_num_workers=0,  # tokenised in memory: workers only add start-up cost here
         remove_unused_columns=True,
     )
+    from studio.methods.speed import speed_kwargs
+
+    kw.update(speed_kwargs(ctx))  # Liger, padding-free, length grouping, compile, tf32 (#26)
     if t.optimizer in OPTIMIZERS:
         kw["optim"] = OPTIMIZERS[t.optimizer]
     if eval_dataset is not None and t.eval_every > 0:
@@ -138,7 +141,9 @@ def load_model(ctx: TrainContext, tokenizer, apply_regime: bool = True):
     if apply_regime:
         set_seed(ctx.spec.train.seed)
         model = _apply(model, ctx.spec.method, ctx.spec.model)
-    return model
+    from studio.methods.speed import apply_attention
+
+    return apply_attention(model, ctx)  # train.attn_implementation (#26)
 
 
 def load_data(ctx: TrainContext, kinds: tuple[str, ...] | None = None, prepare=None):

@@ -280,6 +280,8 @@ class StudioModel(StudioPreTrainedModel):
         slopes = alibi_slopes(self.config.num_attention_heads) if kind == "alibi" else None
         if attention_mask is not None and attention_mask.dim() == 2 and bool(attention_mask.all()):
             attention_mask = None  # no padding: the causal fast path, no (batch, q, k) mask in memory
+        if attention_mask is None and past_len == 0 and s > 1 and bool((position_ids[:, 1:] == 0).any()):
+            attention_mask = packed_mask(position_ids, self.config.sliding_window)  # padding-free rows (#26)
         mask = AttentionMask(attention_mask, past_len, s, self.config.sliding_window, slopes,
                              hidden.dtype, hidden.device)
         collected = [] if output_hidden_states else None
@@ -293,6 +295,18 @@ class StudioModel(StudioPreTrainedModel):
             collected.append(hidden)
         return BaseModelOutputWithPast(last_hidden_state=hidden, past_key_values=past_key_values,
                                        hidden_states=tuple(collected) if collected is not None else None)
+
+
+def packed_mask(position_ids, window=None):
+    """(b, 1, s, s) bool mask for rows flattened into one sequence (trl's padding-free
+    batches): each token sees earlier tokens of its own row only, a row starting where
+    its position_ids restart at 0."""
+    row = (position_ids == 0).cumsum(-1)
+    idx = torch.arange(position_ids.shape[-1], device=position_ids.device)
+    allowed = (row[:, :, None] == row[:, None, :]) & (idx[None, :] <= idx[:, None])[None]
+    if window is not None:
+        allowed = allowed & ((idx[:, None] - idx[None, :]) < window)[None]
+    return allowed[:, None]
 
 
 class StudioForCausalLM(StudioPreTrainedModel, GenerationMixin):
