@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from studio.runfiles import atomic_folder
+
 # files a pushed folder may hold: weights only as safetensors (a pickle runs code when loaded)
 UPLOAD_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.txt", "*.model",
                    "*.md", "*.gguf")
@@ -35,12 +37,15 @@ def _load(source: str, runs_dir: str | None):
 
 
 def _prepare_out(out: str | Path, overwrite: bool) -> Path:
+    """The checked target. Nothing is removed here: the export is written beside it and
+    replaces it only when complete (studio.runfiles.atomic_folder), so a failed export
+    leaves neither a half folder nor a lost older one."""
     out = Path(out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ExportError(f"out: '{out}' exists and is not empty; choose a new folder or pass overwrite")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"out: '{out}' is a file; choose a folder")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ExportError(f"out: '{out}' exists and is not empty; choose a new folder or pass overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -50,8 +55,9 @@ def save_adapter(source: str, out: str | Path, runs_dir: str | None = None, over
     if not loaded.is_adapter:
         raise ExportError(f"source: '{loaded.source}' is a full model, not an adapter; use merge (save the model) instead")
     out = _prepare_out(out, overwrite)
-    loaded.model.save_pretrained(out, safe_serialization=True)
-    loaded.tokenizer.save_pretrained(out)
+    with atomic_folder(out) as folder:
+        loaded.model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)
     return out
 
 
@@ -62,8 +68,9 @@ def merge(source: str, out: str | Path, runs_dir: str | None = None, overwrite: 
     loaded = _load(source, runs_dir)
     model = loaded.model.merge_and_unload() if loaded.is_adapter else loaded.model
     out = _prepare_out(out, overwrite)
-    model.save_pretrained(out, safe_serialization=True)
-    loaded.tokenizer.save_pretrained(out)  # writes the chat template with it
+    with atomic_folder(out) as folder:
+        model.save_pretrained(folder, safe_serialization=True)
+        loaded.tokenizer.save_pretrained(folder)  # writes the chat template with it
     return out
 
 

@@ -88,7 +88,10 @@ def load_status(path: Path) -> dict:
     except (ValueError, RecursionError):
         return corrupt("status.json is not valid JSON")
     problem = status_problem(data)
-    return corrupt(problem) if problem else data
+    if problem:
+        return corrupt(problem)
+    # a null count reads as absent: readers give their default (st.get("step", 0)), not None
+    return {k: v for k, v in data.items() if not (v is None and k in _INT_FIELDS)}
 
 
 def failure_from_log(run_dir: Path, tail_bytes: int = 65536) -> str | None:
