@@ -130,3 +130,54 @@ def test_padding_free_sft_trains(train_run):
     losses = [r["loss"] for r in read_all(run_dir) if r["kind"] == "train" and "loss" in r]
     assert losses[-1] < 0.7 * losses[0], losses
     assert (run_dir / "final" / "model.safetensors").exists()
+
+
+def test_estimate_eager_attention_term_matches_measured_cpu_peak():
+    """The kept (seq x seq) scores of eager attention, against the allocation tracker of
+    bench/estimate_memory.py on a shape the term was not fitted on (3 blocks, 6 heads,
+    seq 768). Tolerance 15% on the eager-minus-SDPA difference and on eager's total: the
+    tracker counts every storage exactly, the rest is the estimate's own error."""
+    import importlib.util
+
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from studio import estimate as est
+    from studio.spec import MethodSpec, TrainSpec
+    from tests.conftest import ROOT
+
+    loader = importlib.util.spec_from_file_location("bench_estimate_memory", ROOT / "bench" / "estimate_memory.py")
+    bench = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(bench)
+    cfg = LlamaConfig(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=6,
+                      num_key_value_heads=2, vocab_size=128, max_position_embeddings=1024)
+    seq = 768
+    measured, estimated = {}, {}
+    for impl in ("sdpa", "eager"):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg, attn_implementation=impl)
+        ids = torch.randint(0, 128, (1, seq))
+        measured[impl], _ = bench.activation_peak(model, ids, torch.ones_like(ids), torch.optim.AdamW(model.parameters()))
+        estimated[impl] = est.estimate_memory(cfg.to_dict(), MethodSpec(), TrainSpec(attn_implementation=impl),
+                                              seq_len=seq, batch_size=1, dtype="fp32", padded=False)["activations"]
+    diff_measured, diff_estimated = measured["eager"] - measured["sdpa"], estimated["eager"] - estimated["sdpa"]
+    assert diff_measured > 2 * measured["sdpa"]  # the seq^2 term dominates at this length
+    assert diff_estimated == pytest.approx(diff_measured, rel=0.15), (estimated, measured)
+    assert estimated["eager"] == pytest.approx(measured["eager"], rel=0.15), (estimated, measured)
+
+
+def test_estimate_liger_drops_the_logits_peak():
+    """Liger cannot run on CPU (Triton); its term is arithmetic checked here and measured
+    by bench/gpu_check.py: at 8k tokens and a 128k vocabulary the logits' 12 bytes per
+    entry (~12 GiB) give way to one chunk and the hidden states' gradient."""
+    from studio import estimate as est
+    from studio.spec import MethodSpec, TrainSpec
+
+    cfg = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+           "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": True,
+           "max_position_embeddings": 8192}
+    kw = dict(seq_len=8192, batch_size=1, dtype="bf16", gradient_checkpointing=True)
+    plain = est.estimate_memory(cfg, MethodSpec(regime="lora"), TrainSpec(), **kw)["activations"]
+    liger = est.estimate_memory(cfg, MethodSpec(regime="lora"), TrainSpec(use_liger_kernel=True), **kw)["activations"]
+    logits = 8192 * 128256 * 12
+    assert plain - liger > 0.8 * logits
+    assert liger < plain / 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from studio.estimate.config import DTYPE_BYTES
 from studio.estimate.inventory import Inventory, matmul_parameters
+from studio.estimate.kernels import eager_peak, eager_per_token, loss_bytes
 from studio.estimate.trainable import lora_targets, regime_of, trainable_tensors
 from studio.spec import comma_list
 
@@ -104,11 +105,13 @@ def _mask_bytes(inv: Inventory, batch: int, seq: int, keys: int, e: int, padded:
 
 
 def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: str,
-                     checkpointing: bool = False, padded: bool = True, autocast: bool = False) -> int:
+                     checkpointing: bool = False, padded: bool = True, autocast: bool = False,
+                     attn: str = "sdpa", liger: bool = False) -> int:
     """Peak bytes a forward+backward keeps besides weights, gradients and optimizer
     states: saved activations, attention masks, logits and the loss's buffers.
     dtype: the compute dtype; autocast: half-precision compute over fp32 trainable
-    weights (torch.autocast, as the Trainer runs bf16/fp16)."""
+    weights (torch.autocast, as the Trainer runs bf16/fp16). attn "eager" adds the kept
+    attention scores, liger swaps the logits for Liger's chunked loss (estimate.kernels)."""
     info = inv.info
     H, I, V, L = info["hidden"], info["ffn"], info["vocab"], info["layers"]
     regime = regime_of(method_spec)
@@ -116,16 +119,21 @@ def activation_bytes(inv: Inventory, method_spec, batch: int, seq: int, dtype: s
     tokens = batch * (seq + (method_spec.num_virtual_tokens if regime == "prompt" else 0))
     keys = seq + (method_spec.num_virtual_tokens if regime == "prefix" else 0)
     layer = _block_bytes(inv, method_spec, regime, e, keys, padded, autocast)
+    if attn == "eager":
+        layer += eager_per_token(info["heads"], keys, e)
     frozen = regime not in ("full", "freeze")
     layers = L
     if regime == "freeze" and not any("embed" in f for f in comma_list(method_spec.freeze_extra_modules)):
         layers = min(L, method_spec.freeze_trainable_layers)  # no gradient flows below the trained blocks
 
-    loss = 12 * V + (0 if frozen else (10 if autocast else e * 3) * H)  # per token
+    head_trained = not frozen
+    loss = loss_bytes(tokens, V, H, e, liger, head_trained) / max(tokens, 1) + (0 if frozen else (10 if autocast else e * 3) * H)
     # autocast keeps a half-precision copy of each trained linear weight for the backward
     copies = 2 * matmul_parameters(inv) if autocast and not frozen else 0
     tied_buffer = _tied_buffer(inv, method_spec, e, autocast)
     constant = _mask_bytes(inv, batch, seq, keys, e, padded)
+    if attn == "eager":
+        constant += eager_peak(batch, seq, info["heads"], keys)
     if checkpointing:
         rms = info.get("norm") == "rmsnorm"
         hf_rms = rms and inv.model_type != "studio"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from studio.estimate.activations import activation_bytes
 from studio.estimate.config import DTYPE_BYTES, EstimateError
 from studio.estimate.inventory import Inventory, as_inventory, numel
+from studio.estimate.kernels import options as kernel_options
 from studio.estimate.trainable import regime_of, trainable_tensors
 from studio.units import GIB
 
@@ -141,7 +142,8 @@ def estimate_memory(spec_or_model, method_spec=None, train_spec=None, device_mem
     weights = weight_bytes(inv, regime, storage, getattr(method_spec, "double_quant", True)) + adapters * 4
     gradients = sum(numel(s) * elem(a) for _, s, a in tensors)
     opt = optimizer_bytes(opt_name, [(n, s, elem(a)) for n, s, a in tensors], [e[0] for e in inv.embeddings])
-    acts = activation_bytes(inv, method_spec, batch, seq, compute, ckpt, padded, autocast=mixed)
+    acts = activation_bytes(inv, method_spec, batch, seq, compute, ckpt, padded, autocast=mixed,
+                            **kernel_options(train_spec))  # eager attention, Liger (estimate.kernels)
     total = weights + gradients + opt + acts
     result = {
         "weights": weights, "gradients": gradients, "optimizer": opt, "activations": acts, "total": total,
