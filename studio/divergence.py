@@ -40,8 +40,13 @@ def nonfinite(logs: dict) -> str | None:
     return None
 
 
+def _number(x: float) -> str:
+    """A rate as YAML and --set read it back as a number (PyYAML takes '1e+05' for text)."""
+    return f"{x:.2g}" if 1e-4 <= abs(x) < 1e4 else f"{x:.1e}"
+
+
 def message(step: int, what: str, learning_rate: float, rollbacks: int = 0, checkpoint=None) -> str:
-    lower = f"{learning_rate / 10:.2g}"
+    lower = _number(learning_rate / 10)
     text = f"diverged at step {step} ({what})."
     if rollbacks:
         text += f" {rollbacks} rollback(s) halved the learning rate to {learning_rate:.3g} and it still diverged."
