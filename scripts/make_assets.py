@@ -323,6 +323,7 @@ def make_data(out: Path, seed: int = SEED) -> dict[str, list[dict]]:
     for name, rows in files.items():
         write_jsonl(data_dir / name, rows)
     write_extract_task(data_dir, seed)  # not in `files`: see write_extract_task
+    write_eval_assets(out / "eval", files, seed)  # not in `files`: the tokenizer never reads them
     return files
 
 
@@ -373,6 +374,75 @@ def write_extract_task(data_dir: Path, seed: int = SEED) -> dict[str, list[dict]
     for name, rows in files.items():
         write_jsonl(data_dir / name, rows)
     return files
+
+
+# ---------------------------------------------------------------- evaluation sets (issue 21)
+
+EVAL_TASK_YAML = """# {what}
+# Runs offline: lm_eval --model hf --model_args pretrained=DIR --tasks {task} --include_path assets/eval
+task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: assets/eval/{file}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{text}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: answer
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def general_probe_rows(rng: random.Random, corpus: list[dict], n: int = 120) -> list[dict]:
+    """'What did it forget?': the last word of held-out corpus sentences, against three last
+    words of other sentences, scored by log-likelihood (what a pretrained base knows)."""
+    sentences = [s.strip() + "." for row in corpus for s in row["text"].replace("\n", " ").split(".")
+                 if len(s.split()) >= 4]
+    rows, ends = [], sorted({s.split()[-1].rstrip(".") for s in sentences})
+    for sentence in sentences[:n]:
+        words = sentence.rstrip(".").split()
+        right = words[-1]
+        wrong = rng.sample([w for w in ends if w != right], 3)
+        choices = wrong + [right]
+        rng.shuffle(choices)
+        rows.append({"question": " ".join(words[:-1]), "choices": choices, "answer": choices.index(right)})
+    return rows
+
+
+def arith_mc_rows(rng: random.Random, items: list[dict]) -> list[dict]:
+    rows = []
+    for it in items:
+        wrong = set()
+        while len(wrong) < 3:
+            wrong.add(_wrong_answer(rng, it["answer"]))
+        choices = sorted(wrong | {it["answer"]}, key=int)
+        rows.append({"question": it["prompt"], "choices": choices, "answer": choices.index(it["answer"])})
+    return rows
+
+
+def write_eval_assets(eval_dir: Path, files: dict[str, list[dict]], seed: int = SEED) -> None:
+    """The shipped general probe and two small lm-eval tasks (YAML + JSONL) that run offline.
+    Its own random stream, so every other asset stays byte-identical."""
+    rng = random.Random(seed + 21)
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    test = [{"prompt": r["prompt"], "answer": r["answer"]} for r in files["arith_prompts_test.jsonl"]]
+    write_jsonl(eval_dir / "general_probe.jsonl", general_probe_rows(rng, files["corpus_test.jsonl"]))
+    write_jsonl(eval_dir / "arith_mc.jsonl", arith_mc_rows(rng, test))
+    for task, file, text, what in (
+            ("studio_general_probe", "general_probe.jsonl", "{{question}}",
+             "The studio's general probe: the last word of held-out corpus sentences (4 choices)."),
+            ("studio_arith_mc", "arith_mc.jsonl", "Question: {{question}}\\nAnswer:",
+             "Held-out arithmetic as multiple choice (4 numbers).")):
+        (eval_dir / f"{task}.yaml").write_text(EVAL_TASK_YAML.format(what=what, task=task, file=file, text=text))
 
 
 def tokenizer_texts(files: dict[str, list[dict]]):

@@ -17,7 +17,7 @@ from studio.spec import SpecError
 
 # modules that contribute subcommands (estimate, data, advise); each imports lightly
 PLUGINS = ("studio.estimate", "studio.data", "studio.advisor.cli", "studio.export",
-           "studio.ship.cli", "studio.rewards.cli")  # serve: the OpenAI-compatible API (studio/serve.py is the app)
+           "studio.ship.cli", "studio.rewards.cli", "studio.evaluate")  # serve: the OpenAI-compatible API (studio/serve.py is the app)
 
 
 def _progress_bar(step: int, total: int, elapsed: float, loss) -> str:
