@@ -8,7 +8,7 @@ import gradio as gr
 
 from studio.inference import ModelCache
 from studio.presets import default_spec
-from studio.ui import chat_tab, data_tab, method_tab, model_tab, train_tab
+from studio.ui import chat_tab, data_tab, eval_tab, method_tab, model_tab, train_tab
 
 CSS = """
 #progress-info progress { height: 14px; }
@@ -45,11 +45,15 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
                 fields.update(method_tab.build(spec))
             with gr.Tab("Train", id="train"):
                 train_tab.build_section(demo, fields, spec, settings)
+            with gr.Tab("Evaluate", id="evaluate") as evaluate:
+                eval_pickers = eval_tab.build(settings)
             with gr.Tab("Chat", id="chat") as chat:
                 pickers = chat_tab.build(cache, settings, demo_only=False)
         # runs finish while the page is open: offer their models when Chat is opened
         chat.select(lambda: [gr.update(choices=chat_tab.model_choices(settings.runs_dir))] * 2, None,
                     pickers, api_visibility="private")
+        evaluate.select(lambda: eval_tab.refresh_choices(settings.runs_dir), None, list(eval_pickers),
+                        api_visibility="private")
         # events that read or fill fields of several tabs (live estimate, advisor, previews)
         for tab in (model_tab, data_tab, method_tab):
             if hasattr(tab, "wire"):
