@@ -13,7 +13,11 @@ CLI and the tests call the same functions.
     advice     walk(Answers) -> path; advise(Answers) -> Advice: method, regime, path
                with reasons, runner-up, warnings with fixes, recipe of spec fields
     checks     check_choice(method, kind, reward): a chosen method against the data
-    recipe     the one recipe table (presets/recipes/sizes.yaml); apply_recipe = "use this"
+    recipe     the one recipe table (presets/recipes/sizes.yaml): steps from rows x epochs, a reason
+               per number; apply_recipe = "use this"
+    fit        the pick against the device: the estimate with checkpointing, 8-bit AdamW and
+               accumulation as fallbacks, a leaner regime, or the device that would fit
+    lengths    the data's real sequence length (p95 of the blend's token lengths)
     inputs     infer_answers(spec, ...): what the studio can answer itself
     flowchart  the chart as SVG with the path highlighted
     cli        `studio advise`
@@ -33,7 +37,9 @@ from studio.advisor.decide import (
 from studio.advisor.inputs import (
     detect_data_kind, guess_model_is_base, infer_answers, kind_of_sources, params_from_name, resolve_model,
     sample_rows)
-from studio.advisor.recipe import SIZES_FILE, apply_recipe, load_sizes, recipe, size_bucket
+from studio.advisor.recipe import (
+    SIZES_FILE, apply_recipe, effective_batch_for, epochs_for, load_sizes, recipe, recipe_with_reasons, size_bucket)
+from studio.advisor.fit import Fit, device_that_fits, fit_regime
 from studio.hardware import detect_device_memory
 from studio.methods import REGISTRY
 from studio.units import GIB
@@ -44,6 +50,7 @@ __all__ = [
     "REGIME_NAMES", "REGISTRY", "ROOTS", "SIZES_FILE", "TINY_DATA_ROWS", "WANTS", "Advice", "AdviceWarning",
     "Answers", "Budget", "Node", "Question", "RunnerUp", "Step", "advise", "apply_recipe", "check_choice",
     "child", "children", "detect_data_kind", "detect_device_memory", "guess_model_is_base", "infer_answers",
-    "kind_of_sources", "load_sizes", "method_table", "params_from_name", "questions", "recipe",
+    "kind_of_sources", "load_sizes", "recipe_with_reasons", "epochs_for", "effective_batch_for", "Fit",
+    "device_that_fits", "fit_regime", "method_table", "params_from_name", "questions", "recipe",
     "resolve_model", "rough_memory", "sample_rows", "short_name", "size_bucket", "supported_regime", "walk",
 ]

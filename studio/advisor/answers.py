@@ -3,6 +3,7 @@ then assumed and said so), their allowed values, and the questions the Method ta
 to fill them."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 GOALS = {
@@ -41,6 +42,14 @@ class Answers:
     device_memory_bytes: int | None = None
     model_size_params: int | None = None
     data_rows: int | None = None
+    # tokens per row the run trains on: the data's p95 after truncation (studio.advisor.lengths),
+    # or the length the person set; None = the model's max_seq_len
+    seq_len: int | None = None
+    seq_len_source: str = ""
+    # what the estimate reads for this model (a ModelSpec or a config.json dict): with it the
+    # advisor checks each recommendation against the device (studio.advisor.fit)
+    model: object = dataclasses.field(default=None, repr=False, compare=False)
+    precision: str = "bf16"  # the planned compute dtype (GPUs train in bf16)
 
     def problems(self) -> list[str]:
         out = []

@@ -36,6 +36,18 @@ class Budget:
             rough = rough_memory(params)
             full, lora, qlora = full or rough["full"], lora or rough["lora"], qlora or rough["qlora"]
             note = "a rule of thumb on the parameter count (weights, gradients, optimizer; activations on top)"
+        if a.model is not None and a.device_memory_bytes:
+            from studio.advisor.fit import lean_needs
+
+            try:
+                needs = lean_needs(a)
+            except (ValueError, KeyError):  # an estimate that cannot read the model: the figures given stand
+                needs = None
+            if needs:
+                full, lora, qlora = needs["full"], needs["lora"], needs["qlora"]
+                tokens = f"{a.seq_len} tokens a row ({a.seq_len_source})" if a.seq_len else "the model's max_seq_len"
+                note = (f"the estimate at {tokens}, each regime with the fallbacks it needs (checkpointing, "
+                        "8-bit AdamW, a smaller micro-batch)")
         return cls(a.device_memory_bytes, full, lora, qlora, a.model_size_params, note)
 
     @property
@@ -134,8 +146,9 @@ def _regime(a: Answers, b: Budget, method: str) -> tuple[str, str]:
     if a.from_scratch:
         return "scratch", "the model is new: nothing pretrained to keep frozen"
     regimes = REGISTRY[method].regimes
+    # a soft prompt still runs the whole 16-bit model: only where that fits (or memory is unknown)
     if ("prompt" in regimes and a.data_rows is not None and a.data_rows < TINY_DATA_ROWS
-            and (b.params or 0) >= PROMPT_TUNING_MIN_PARAMS):
+            and (b.params or 0) >= PROMPT_TUNING_MIN_PARAMS and (not b.known or b.fits(b.lora))):
         return "tiny_data", f"only {a.data_rows} examples for a {b.params / 1e9:.1f}B-parameter model"
     if b.known:
         return "measured", f"device memory {gib(b.device, 1)}; the run's needs from {b.note}"

@@ -56,9 +56,9 @@ def params_from_name(name: str) -> int | None:
     return int(float(hit.group(1)) * (1e9 if hit.group(2) in "bB" else 1e6))
 
 
-def _estimated_bytes(spec: RunSpec, regime: str) -> int | None:
+def _estimated_bytes(spec: RunSpec, regime: str, seq_len: int | None = None) -> int | None:
     try:
-        return estimate_memory(apply_recipe(spec, {"method.regime": regime}))["total"]
+        return estimate_memory(apply_recipe(spec, {"method.regime": regime}), seq_len=seq_len)["total"]
     except Exception:  # noqa: BLE001 - an unreadable config, a hub id not cached, a family transformers lacks
         return None
 
@@ -70,11 +70,17 @@ def _param_count(spec: RunSpec) -> int | None:
         return params_from_name(spec.model.name_or_path) if spec.model.source == "pretrained" else None
 
 
-def infer_answers(spec: RunSpec, data_kind: str | None = None, device_memory_gb: float | None = None) -> Answers:
+def infer_answers(spec: RunSpec, data_kind: str | None = None, device_memory_gb: float | None = None, *,
+                  data_rows: int | None = None, seq_len: int | None = None, seq_len_source: str = "") -> Answers:
     """The answers the studio knows from a spec: base or not, size, memory per regime
-    (studio.estimate on the spec with each regime). The goal stays the person's."""
-    need = {regime: _estimated_bytes(spec, regime) for regime in ("full", "lora", "qlora")}
+    (studio.estimate on the spec with each regime, at `seq_len` tokens a row when the data's
+    lengths are known, else the model's max_seq_len). The goal stays the person's. With the
+    model readable, the advisor checks its pick against the device (Answers.model)."""
+    need = {regime: _estimated_bytes(spec, regime, seq_len) for regime in ("full", "lora", "qlora")}
+    precision = spec.train.precision if spec.train.precision in ("fp32", "bf16", "fp16") else "bf16"
     return Answers(
+        data_rows=data_rows, seq_len=seq_len, seq_len_source=seq_len_source,
+        model=spec.model if need["full"] is not None else None, precision=precision,
         data_kind=data_kind,
         has_reward_model=True if spec.method.reward.startswith("model:") else None,
         model_is_base=guess_model_is_base(spec.model)[0],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from pathlib import Path
 
 import yaml
@@ -43,14 +44,24 @@ def size_bucket(params: int | None, from_scratch: bool | None = None, sizes: dic
     return sizes["buckets"][-1]["name"]
 
 
-def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None = None) -> dict:
+def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None = None,
+           rows: int | None = None) -> dict:
     """"method.x"/"train.x"/"data.x" -> value: the registry's defaults, the phase's weight
     decay and warmup, the size table's batch/steps/learning rate for the method's phase,
-    and the regime's adjustments (later wins)."""
+    and the regime's adjustments (later wins). With the data's rows, the steps come from
+    epochs (the table's `epochs` rules) instead of the table's max_steps."""
+    return recipe_with_reasons(method, regime, bucket, sizes, rows)[0]
+
+
+def recipe_with_reasons(method: str, regime: str, bucket: str = "medium", sizes: dict | None = None,
+                        rows: int | None = None) -> tuple[dict, dict]:
+    """(fields, reasons): recipe()'s fields and a one-line reason for the learning rate,
+    rank, batch, accumulation, epochs and steps."""
     sizes = sizes or load_sizes()
     info = REGISTRY[method]
     phase_name = sizes["method_phase"][method]
-    phase = next(b for b in sizes["buckets"] if b["name"] == bucket)["phases"][phase_name]
+    bucket_row = next(b for b in sizes["buckets"] if b["name"] == bucket)
+    phase = bucket_row["phases"][phase_name]
     adjust = sizes["regimes"].get(regime, {})
     out = {"method.name": method, "method.regime": regime}
     # the registry's learning rates are size-agnostic; the size table's are not, so they win
@@ -60,9 +71,70 @@ def recipe(method: str, regime: str, bucket: str = "medium", sizes: dict | None 
         if value is not None:
             out[f"train.{key}"] = value
     out.update(_batch_and_steps(method, phase_name, phase))
+    why = {"train.batch_size": f"the size table's {phase_name} batch for {bucket_row['label']}"}
+    why["train.grad_accum"] = why["train.batch_size"]
+    why["train.max_steps"] = (f"the size table's {phase_name} steps (the data's rows are not known)"
+                              if out["train.max_steps"] else "0: the epochs decide the length")
     out["train.learning_rate"] = _learning_rate(phase_name, phase, adjust, info.typical_lr)
+    why["train.learning_rate"] = _lr_reason(phase_name, phase, adjust, bucket_row["label"], info.title)
     out.update(adjust.get("set", {}))
-    return out
+    if "method.lora_r" in out:
+        why["method.lora_r"] = (f"r{out['method.lora_r']}/alpha{out['method.lora_alpha']}: the seed's "
+                                f"{regime.upper() if regime != 'dora' else 'DoRA'} default")
+    if rows is not None:
+        _steps_from_rows(out, why, phase_name, rows, sizes)
+        if "method.mini_batch_size" in out:  # PPO: its mini-batches split one step's rollouts
+            out["method.mini_batch_size"] = min(out["method.mini_batch_size"], out["train.batch_size"])
+    return out, why
+
+
+def _lr_reason(phase_name: str, phase: dict, adjust: dict, label: str, title: str) -> str:
+    if "fixed_learning_rate" in adjust:
+        return "the regime's own rate: soft prompts and scaling vectors need a far larger step than weights"
+    base = (f"the seed's {phase_name} rate for {label}" if "learning_rate" in phase
+            else f"the {title} card's typical rate")
+    if phase_name in ("base", "cpt", "sft") and adjust.get("learning_rate"):
+        return f"{base}, raised to the adapter's floor ({adjust['learning_rate']:g}: low-rank updates need larger steps)"
+    if adjust.get("lr_multiplier", 1) != 1:
+        return f"{base} x {adjust['lr_multiplier']} (adapters train a small update: a larger step)"
+    return base
+
+
+def epochs_for(phase_name: str, rows: int, sizes: dict | None = None) -> tuple[float, str]:
+    """(epochs, source) of the first rule of sizes.yaml's `epochs` that holds for `rows`."""
+    sizes = sizes or load_sizes()
+    for rule in sizes.get("epochs", {}).get(phase_name, []):
+        if rule["up_to_rows"] is None or rows <= rule["up_to_rows"]:
+            return rule["epochs"], rule["source"]
+    return 1, "one pass (no rule for this phase)"
+
+
+def effective_batch_for(table_batch: int, rows: int, sizes: dict | None = None) -> tuple[int, str]:
+    """The effective batch (a power of two): the size table's, shrunk so one epoch keeps
+    at least `min_steps_per_epoch` steps, and never more rows per step than the data has."""
+    sizes = sizes or load_sizes()
+    floor = sizes.get("min_steps_per_epoch", 8)
+    cap = max(1, min(table_batch, rows // floor))
+    eff = 1 << (cap.bit_length() - 1)
+    if eff == table_batch:
+        return eff, f"the size table's effective batch ({table_batch})"
+    return eff, (f"{rows} rows: {eff} per step keeps at least {floor} steps an epoch "
+                 f"(the table's {table_batch} would leave too few)")
+
+
+def _steps_from_rows(out: dict, why: dict, phase_name: str, rows: int, sizes: dict) -> None:
+    """max_steps = ceil(rows x epochs / effective batch), with the batch split into
+    micro-batch x accumulation (the memory fit may shift that split, never the product)."""
+    table = out["train.batch_size"] * out["train.grad_accum"]
+    eff, eff_why = effective_batch_for(table, rows, sizes)
+    micro = min(out["train.batch_size"], eff)
+    out["train.batch_size"], out["train.grad_accum"] = micro, max(1, eff // micro)
+    why["train.batch_size"] = why["train.grad_accum"] = f"effective batch {eff}: {eff_why}"
+    epochs, source = epochs_for(phase_name, rows, sizes)
+    out["train.epochs"] = epochs
+    why["train.epochs"] = f"{epochs} for {rows} rows: {source}"
+    out["train.max_steps"] = max(1, math.ceil(rows * epochs / eff))
+    why["train.max_steps"] = f"ceil({rows} rows x {epochs} epochs / {eff} per step)"
 
 
 def _learning_rate(phase_name: str, phase: dict, adjust: dict, typical_lr: float) -> float:
