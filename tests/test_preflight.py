@@ -192,3 +192,16 @@ def _leaf_paths(d: dict, prefix: str = "") -> list[str]:
         path = f"{prefix}{k}"
         out += _leaf_paths(v, path + ".") if isinstance(v, dict) else [path]
     return out
+
+
+def test_a_folder_without_data(tmp_path, runs):
+    """`data.sources.0.path=/etc` (or a model folder) failed only in the worker."""
+    folder = tmp_path / "not-data"
+    folder.mkdir()
+    write(folder / "settings.conf", "a = 1\n")
+    msg = refused(spec_on(folder), runs)
+    assert "is a folder with no data files" in msg and "data.sources.0.path" in msg
+    # a folder of data files is judged by its first file
+    write(folder / "a.jsonl", SFT_DATA.read_text())
+    assert data_problems(spec_on(folder)) == []
+    assert "ORPO needs preference pairs" in str(data_problems(spec_on(folder, "orpo"))[0])

@@ -56,15 +56,43 @@ def refuse_unreadable(path: Path) -> None:
 def _sample(spec: RunSpec, index: int):
     """The first SAMPLE_ROWS rows of a local source (a Raw), or None when it is not
     sampled here (a hub dataset, a dataset folder)."""
-    from studio.data.sources import read_local, resolve_path
+    from studio.data.sources import read_file, read_local, resolve_path
 
     src = spec.data.sources[index]
     if src.kind != "file":
         return None
     path = resolve_path(src.path, f"data.sources.{index}.path")
-    if path.is_dir():
+    if not path.is_dir():
+        return read_local(src, f"data.sources.{index}", limit=SAMPLE_ROWS)
+    first = first_data_file(path, f"data.sources.{index}.path")
+    if first is None:
+        return None  # a saved dataset (save_to_disk): datasets reads it in the worker
+    try:  # a folder of data files: its first file stands for the sample
+        return read_file(first, src.format, limit=SAMPLE_ROWS)
+    except DataError as exc:
+        raise DataError(f"data.sources.{index}.path", f"in folder '{path}': {exc.message}") from None
+
+
+def first_data_file(path: Path, field: str, look_at: int = 2000) -> Path | None:
+    """The first data file (by name) under a folder given as a source; None for a saved
+    dataset. A folder with no data file ('/etc', a model folder) would otherwise fail only
+    in the worker. Looks at a bounded number of entries: a huge folder costs a glance."""
+    import itertools
+
+    from studio.data.sources import FILE_SUFFIXES
+
+    if (path / "state.json").exists() or (path / "dataset_dict.json").exists():
         return None
-    return read_local(src, f"data.sources.{index}", limit=SAMPLE_ROWS)
+    try:
+        entries = list(itertools.islice(path.rglob("*"), look_at))
+    except OSError:
+        entries = []
+    files = sorted(p for p in entries if p.suffix.lower() in FILE_SUFFIXES and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise DataError(field, f"'{path}' is a folder with no data files ({', '.join(FILE_SUFFIXES)}) "
+                        "and no saved dataset; give a data file, or a folder that holds them")
+    return files[0]
 
 
 def data_problems(spec: RunSpec) -> list[Problem]:
