@@ -263,7 +263,7 @@ contents = (st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).enc
                 lambda s: status_like.map(lambda v: json.dumps({**v, "state": s}).encode())))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(status=contents, lines=st.lists(contents, max_size=4))
 def test_fuzz_status_and_metrics_files_read_cleanly(tmp_path_factory, status, lines):
     runs = tmp_path_factory.mktemp("fuzz")
@@ -274,6 +274,8 @@ def test_fuzz_status_and_metrics_files_read_cleanly(tmp_path_factory, status, li
     assert row["state"] == jobs.status(run_dir)["state"]
     records = MetricsTail(run_dir / "metrics.jsonl").read_new()
     assert all(isinstance(r, dict) for r in records)
+    for argv in (["runs", "list"], ["runs", "list", "--json"], ["runs", "show", run_dir.name]):
+        assert cli.main(["--runs-dir", str(runs), *argv]) == 0
     ui_function("history_rows")(runs)
     ui_function("progress_html")(st_, records)
     ui_function("figures")(records, 0.6, False, "step")
