@@ -205,3 +205,18 @@ def test_a_folder_without_data(tmp_path, runs):
     write(folder / "a.jsonl", SFT_DATA.read_text())
     assert data_problems(spec_on(folder)) == []
     assert "ORPO needs preference pairs" in str(data_problems(spec_on(folder, "orpo"))[0])
+
+
+def test_data_inspect_says_why_no_row_is_readable(tmp_path, capsys):
+    """`studio data inspect` (and the Data tab, through inspect_source) said only 'no
+    readable rows; set the format' for a file of broken lines or one 9 MB line."""
+    from studio import cli
+
+    broken = write(tmp_path / "broken.jsonl", '{"messages": [oops\n' * 20)
+    assert cli.main(["data", "inspect", str(broken)]) == 1
+    out = capsys.readouterr().out
+    assert "no readable rows in 'broken.jsonl' (20 lines read, all bad: malformed JSON (20)" in out
+    assert "bad x20: malformed JSON" in out and "set the format" not in out
+    empty = write(tmp_path / "empty.jsonl", b"")
+    assert cli.main(["data", "inspect", str(empty)]) == 2
+    assert "'empty.jsonl' is empty (0 bytes)" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from collections import Counter
 from studio.data.errors import DataError
 from studio.data.formats import FORMATS, detect_format
 from studio.data.mix import SOURCE_COLUMN, SourceReport, _format_of, _normalized, map_procs, mix
+from studio.data.preflight import no_rows_message
 from studio.data.sources import Raw, read_source
 from studio.spec import DataSource, RunSpec
 
@@ -30,8 +31,11 @@ def inspect_source(source: DataSource, index: int = 0) -> dict:
            "rows": raw.count, "streamed": streamed, "note": guess.note,
            "test_file": raw.test.label if raw.test is not None else None}
     if guess.name == "unknown" and source.format in ("auto", "", None) and not raw.fixed_format:
+        reasons = dict(Counter(reason for _, reason in raw.bad).most_common())
+        if raw.rows is not None and not raw.rows:  # every line bad, or only blank lines: say which
+            out["note"] = no_rows_message(raw)
         out.update(format="unknown", kind=None, title="unknown format", ok=0, bad=len(raw.bad),
-                   reasons={}, examples=[], example=None)
+                   reasons=reasons, examples=[{"line": n, "reason": r} for n, r in raw.bad[:5]], example=None)
         return out
     fmt, detected = _format_of(source, raw, index)
     kind = FORMATS[fmt].kind
