@@ -24,3 +24,12 @@ test-truth:
 test-matrix:
 	bash scripts/setup.sh --dev
 	OMP_NUM_THREADS=1 STUDIO_MATRIX_TIMES=bench/results/matrix_times.json .venv/bin/python -m pytest -q -p no:cacheprovider -m matrix tests/test_arch_matrix.py
+
+# the GPU path measured (#26): on a GPU machine, with the wheels it lacks (bench/gpu_wheels.sh,
+# run where pip reaches the registry); JSON in bench/results/gpu_check.json. --cpu: toy sizes
+.PHONY: gpu-check gpu-wheels
+gpu-check:
+	python bench/gpu_check.py --wheels bench/wheels --out $${OUT:-bench/results}/gpu_check.json
+
+gpu-wheels:
+	bash bench/gpu_wheels.sh bench/wheels
