@@ -16,7 +16,7 @@ import pytest
 from studio import jobs
 from studio.data import build
 from studio.data.preflight import data_problems
-from studio.spec import DataSource, RunSpec
+from studio.spec import RunSpec
 
 SFT_DATA = Path("assets/data/arith_sft_train.jsonl")
 
