@@ -60,17 +60,40 @@ def resolve(ref: str, runs_dir=None) -> ModelRef:
     if path.is_dir() and (path / "spec.yaml").is_file():  # a run directory given as a path
         return resolve(RUN + str(path), runs_dir)
     if path.is_dir():
-        from studio.model.load import require_safetensors
-
-        require_safetensors(path, field="models")
+        _check_folder(path, ref)
         return ModelRef(text, path.name, "path", str(path.resolve()))
-    if text.count("/") == 1 and not text.startswith((".", "/")):
+    if text.count("/") == 1 and not text.startswith((".", "/", "~")):
+        _check_hub_id(text)
         return ModelRef(text, text, "path", text)  # a hub id: loaded from the offline cache or the hub
     try:  # a bare run id
         return resolve(RUN + text, runs_dir)
     except Exception:
         raise ValueError(f"models: '{ref}' is not a run, a model folder or a hub id; write run:<id>, "
                          "base:<id>, a folder with config.json, or owner/name") from None
+
+
+def _check_folder(path: Path, ref: str) -> None:
+    """Light checks (no torch: the UI calls this); the loader's own safetensors rule runs
+    again, file by file, in the evaluation process."""
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise ValueError(f"models: '{ref}' has neither config.json nor adapter_config.json; "
+                         "point at a model folder (e.g. what `studio export` wrote) or a run")
+    if not any(path.glob("*.safetensors")):
+        raise ValueError(f"models: '{ref}' holds no .safetensors weights; the studio loads only safetensors "
+                         "(save the model with safe_serialization=True)")
+
+
+def _check_hub_id(repo: str) -> None:
+    """Offline (HF_HUB_OFFLINE=1), a hub id must already be in the cache."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if not isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        raise ValueError(f"models: '{repo}' is not in the local hub cache and this machine is offline "
+                         "(HF_HUB_OFFLINE=1); download it first or give a local folder")
 
 
 def _run_spec(run_dir: Path):

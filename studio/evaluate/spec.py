@@ -83,7 +83,7 @@ class EvalSpec:
         data = dict(data or {})
         unknown = set(data) - {"name", "models", "tasks", "settings"}
         if unknown:
-            raise SpecError(f"eval spec: unknown field(s) {sorted(unknown)}; the fields are name, models, tasks, settings")
+            raise SpecError("eval spec", f"unknown field(s) {sorted(unknown)}; the fields are name, models, tasks, settings")
         tasks = [_build(TaskSpec, t, f"tasks[{i}]") for i, t in enumerate(data.get("tasks") or [])]
         settings = _build(EvalSettings, data.get("settings") or {}, "settings")
         models = data.get("models") or []
@@ -155,11 +155,11 @@ def _task_problems(t: TaskSpec, where: str, models: list[str]) -> list[str]:
 
 def _build(cls, raw, where: str):
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
+        raise SpecError(where, f"expected a mapping of fields, got {type(raw).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - names
     if unknown:
-        raise SpecError(f"{where}: unknown field(s) {sorted(unknown)}; the fields are {', '.join(sorted(names))}")
+        raise SpecError(where, f"unknown field(s) {sorted(unknown)}; the fields are {', '.join(sorted(names))}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in raw:
@@ -175,11 +175,11 @@ def _coerce(value, default, where: str):
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
-            raise SpecError(f"{where}: expected a list")
+            raise SpecError(where, "expected a list")
         return [str(v) for v in value]
     if isinstance(default, bool) or value is None:
         return value if value is not None else default
     try:
         return type(default)(value)
     except (TypeError, ValueError):
-        raise SpecError(f"{where}: expected {type(default).__name__}, got {value!r}") from None
+        raise SpecError(where, f"expected {type(default).__name__}, got {value!r}") from None
