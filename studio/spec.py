@@ -156,6 +156,7 @@ class TrainSpec:
     log_every: int = 5
     eval_every: int = 0  # 0: no evaluation during training
     eval_steps: int = 20  # number of eval batches
+    eval_tasks: str = ""  # comma-separated prompt files scored (exact match) at each eval/checkpoint (#21)
     save_every: int = 0  # 0: checkpoints only at the end
     save_best_only: bool = False
     num_processes: int = 1  # per node (one per GPU); > 1 launches through accelerate

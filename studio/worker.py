@@ -228,6 +228,10 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
         else:
             callbacks = [make_callback(writer, progress, should_stop)]
         callbacks.append(divergence_guard(spec, run_dir, writer))
+        if lead and spec.train.eval_tasks:  # a held-out task's score beside eval loss (studio.evaluate)
+            from studio.evaluate.callback import eval_task_callback
+
+            callbacks.append(eval_task_callback(spec, writer))
         ctx = TrainContext(
             spec=spec, run_dir=run_dir, device=device, precision=precision, callbacks=callbacks,
             log=(writer.write if writer else (lambda r: None)), progress=progress,
