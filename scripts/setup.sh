@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Make .venv with everything the studio needs; `--dev` adds the test tools and Chromium.
+# Make .venv with everything the studio needs; `--dev` adds the test tools and Chromium;
+# `--gguf` (and --dev) the GGUF export's parts (scripts/setup_gguf.sh: builds llama.cpp once).
 # Idempotent and quick when nothing changed (a stamp holds the requirements' hash).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEV=0; [ "${1:-}" = "--dev" ] && DEV=1
+DEV=0; GGUF=0
+for arg in "$@"; do
+  case "$arg" in --dev) DEV=1; GGUF=1 ;; --gguf) GGUF=1 ;; esac
+done
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 PIP=".venv/bin/python -m pip"
@@ -29,4 +33,8 @@ if [ $DEV = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   else
     echo "setup: install Debian's chromium (sudo apt-get install chromium) for the browser tests" >&2
   fi
+fi
+if [ $GGUF = 1 ]; then
+  # optional: a machine without cmake/a compiler still gets the studio; GGUF tests then skip, saying why
+  bash scripts/setup_gguf.sh || echo "setup: GGUF export not installed (see the message above)" >&2
 fi

@@ -7,8 +7,6 @@ torch/peft/huggingface_hub are imported inside functions (the UI imports this mo
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,10 +15,11 @@ from studio.runfiles import atomic_folder
 # files a pushed folder may hold: weights only as safetensors (a pickle runs code when loaded)
 UPLOAD_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.txt", "*.model",
                    "*.md", "*.gguf")
-GGUF_TYPES = ("f32", "f16", "bf16", "q8_0", "auto")
-GGUF_HOWTO = ("GGUF export needs llama.cpp's converter: `git clone https://github.com/ggml-org/llama.cpp`, "
-              "`pip install -r llama.cpp/requirements/requirements-convert_hf_to_gguf.txt`, then set "
-              "LLAMA_CPP_DIR=/path/to/llama.cpp (or put convert_hf_to_gguf.py on PATH) and restart the studio.")
+# GGUF lives in studio.ship.gguf (convert, quantise, verify, Modelfile); these names stay for callers
+from studio.ship import gguf as _gguf  # noqa: E402 - light: no torch/llama_cpp at import
+
+GGUF_TYPES = _gguf.TYPES
+GGUF_HOWTO = _gguf.SETUP_HINT + "; or set LLAMA_CPP_DIR=/path/to/llama.cpp (a checkout with convert_hf_to_gguf.py)"
 
 
 class ExportError(RuntimeError):
@@ -121,33 +120,21 @@ def push(folder: str | Path, repo_id: str, token: str | None = None, endpoint: s
 
 
 def gguf_converter() -> Path | None:
-    """llama.cpp's convert_hf_to_gguf.py from LLAMA_CPP_DIR or PATH, else None."""
-    root = os.environ.get("LLAMA_CPP_DIR")
-    if root and (Path(root) / "convert_hf_to_gguf.py").is_file():
-        return Path(root) / "convert_hf_to_gguf.py"
-    found = shutil.which("convert_hf_to_gguf.py")
-    return Path(found) if found else None
+    """llama.cpp's convert_hf_to_gguf.py from LLAMA_CPP_DIR, PATH or the copy setup.sh kept, else None."""
+    root = _gguf.tools_dir()
+    return root / "convert_hf_to_gguf.py" if root else None
 
 
 def gguf_status() -> str:
-    script = gguf_converter()
-    return f"GGUF converter: {script}" if script else GGUF_HOWTO
+    return _gguf.status()
 
 
 def to_gguf(model_dir: str | Path, out_file: str | Path, outtype: str = "q8_0", timeout: float = 3600) -> Path:
     """Convert a merged model folder to one .gguf file with llama.cpp's converter."""
-    if outtype not in GGUF_TYPES:
-        raise ExportError(f"gguf: type '{outtype}' is not one of {', '.join(GGUF_TYPES)}")
-    script = gguf_converter()
-    if script is None:
-        raise ExportError(GGUF_HOWTO)
-    out_file = Path(out_file).resolve()
-    cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(out_file), "--outtype", outtype]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)  # no shell
-    if proc.returncode != 0 or not out_file.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
-        raise ExportError("gguf: the converter failed:\n" + "\n".join(tail))
-    return out_file
+    try:
+        return _gguf.write(model_dir, out_file, outtype, timeout)
+    except _gguf.GGUFError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def export(source: str, out: str | Path, merge_adapter: bool = True, push_to: str | None = None,
@@ -156,8 +143,11 @@ def export(source: str, out: str | Path, merge_adapter: bool = True, push_to: st
     """The whole pipeline; returns lines saying what was written where."""
     if gguf and not merge_adapter:
         raise ExportError("gguf: converting needs the merged model; add --merge")
-    if gguf and gguf_converter() is None:  # before spending minutes on the merge
-        raise ExportError(GGUF_HOWTO)
+    if gguf:  # before spending minutes on the merge: type known, converter and runtime there
+        try:
+            _gguf.check_ready(gguf)
+        except _gguf.GGUFError as exc:
+            raise ExportError(str(exc)) from None
     done = []
     if merge_adapter:
         folder = merge(source, out, runs_dir, overwrite)
@@ -166,8 +156,10 @@ def export(source: str, out: str | Path, merge_adapter: bool = True, push_to: st
         folder = save_adapter(source, out, runs_dir, overwrite)
         done.append(f"adapter: {folder}")
     if gguf:
-        gguf_file = to_gguf(folder, folder / f"model-{gguf}.gguf", gguf)
-        done.append(f"gguf: {gguf_file}")
+        try:  # converted, quantised, checked against the merged model, with an Ollama Modelfile
+            done += _gguf.describe(_gguf.ship(folder, gguf))
+        except (_gguf.GGUFError, ValueError) as exc:
+            raise ExportError(str(exc)) from None
     if push_to:
         done.append(f"pushed: {push(folder, push_to, endpoint=endpoint)}")
     return done

@@ -150,6 +150,7 @@ def test_push_without_token_or_weights_says_how_to_fix(tmp_path, monkeypatch):
 def test_gguf_is_detected_and_explained(tmp_path, monkeypatch):
     monkeypatch.delenv("LLAMA_CPP_DIR", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("STUDIO_GGUF_TOOLS", str(tmp_path / "empty"))  # nor the converter setup.sh keeps
     assert export.gguf_converter() is None
     assert "LLAMA_CPP_DIR" in export.gguf_status()
     with pytest.raises(export.ExportError, match="LLAMA_CPP_DIR"):
