@@ -49,7 +49,9 @@ def launch_command(spec: RunSpec, run_dir: str | Path) -> list[str]:
     nproc_per_node does; accelerate wants the total over all nodes."""
     t = spec.train
     port = t.master_port or free_port()  # a fixed 29500 would collide with any other group
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+    # --multi_gpu is DDP's flag; accelerate refuses it beside --use_fsdp / --use_deepspeed
+    mode = [] if STRATEGY_FLAGS[t.distributed] else ["--multi_gpu"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *mode,
            "--num_processes", str(t.num_processes * t.nnodes), "--num_machines", str(t.nnodes),
            "--main_process_port", str(port), "--mixed_precision", "no", "--dynamo_backend", "no"]
     if t.nnodes > 1:
@@ -70,6 +72,9 @@ def launch_problems(spec: RunSpec) -> list[str]:
         out.append(f"train.distributed: {t.distributed} needs DeepSpeed, which is not installed here; "
                    "`pip install deepspeed`, or choose ddp or fsdp")
     gpus = gpu_count()
+    if t.distributed == "fsdp" and not gpus:  # measured (#26): accelerate 1.15 on CPU wraps in DDP instead
+        out.append("train.distributed: fsdp needs GPUs; on a CPU-only machine accelerate runs it as plain DDP "
+                   "over gloo (no sharding); choose ddp")
     if gpus and t.num_processes > gpus:
         out.append(f"train.num_processes: this machine has {gpus} GPU(s); use at most {gpus} processes per node")
     return out
