@@ -9,6 +9,8 @@ Imported only by the worker (torch at module level).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -19,15 +21,43 @@ SOPHIA_RHO = 0.04
 SOPHIA_HESSIAN_EVERY = 10
 
 
-def optimizer_cls_and_kwargs(name: str, train_spec) -> tuple[object, dict]:
+def optimizer_cls_and_kwargs(name: str, train_spec, method_spec=None) -> tuple[object, dict]:
     """(factory, kwargs) for Trainer(optimizer_cls_and_kwargs=...)."""
     kwargs = {"lr": train_spec.learning_rate, "weight_decay": train_spec.weight_decay}
+    ratio = getattr(method_spec, "loraplus_ratio", 0) if method_spec is not None else 0
+    if ratio:
+        if name not in LORAPLUS_BASE:
+            raise ValueError(f"method.loraplus_ratio: LoRA+ builds on {' or '.join(LORAPLUS_BASE)}; "
+                             f"set train.optimizer to one of them (not {name}) or loraplus_ratio: 0")
+        return functools.partial(LoraPlusFactory, name, ratio), kwargs
     if name == "muon":
         return MuonFactory, kwargs
     if name == "sophia":
         return SophiaFactory, kwargs
     raise ValueError(f"train.optimizer: '{name}' is not built here; choose muon or sophia, "
                      "or one transformers names (adamw, adamw_8bit, adafactor, lion)")
+
+
+LORAPLUS_BASE = ("adamw", "adamw_8bit")
+
+
+class LoraPlusFactory:
+    """LoRA+ (Hayou et al. 2024) through peft's create_loraplus_optimizer: the B matrices
+    train at ratio x the learning rate of A (and of everything else), as one optimizer."""
+
+    def __init__(self, base: str, ratio: float):
+        self.base, self.ratio = base, ratio
+
+    def __call__(self, model: nn.Module, lr: float, **kwargs) -> torch.optim.Optimizer:
+        from peft.optimizers import create_loraplus_optimizer
+
+        if self.base == "adamw_8bit":
+            import bitsandbytes as bnb
+
+            cls = bnb.optim.AdamW8bit
+        else:
+            cls = torch.optim.AdamW
+        return create_loraplus_optimizer(model, cls, lr=lr, loraplus_lr_ratio=self.ratio, **kwargs)
 
 
 def _embedding_ids(model: nn.Module) -> set[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from studio.spec import RunSpec
 
 ADAPTER_FREE_REGIMES = ("full", "freeze")
-EIGHT_BIT_OPTIMIZERS = ("adamw_8bit",)
+EIGHT_BIT_OPTIMIZERS = ("adamw_8bit", "galore_adamw")  # galore_torch imports bitsandbytes too
 
 
 def _plain_local_model(name_or_path: str) -> bool:

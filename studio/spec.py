@@ -21,7 +21,8 @@ NORMS = ("layernorm", "rmsnorm")
 ACTIVATIONS = ("relu", "gelu", "silu", "leaky_relu", "swiglu")
 MODEL_SOURCES = ("scratch", "pretrained")
 REGIMES = ("full", "freeze", "lora", "qlora", "dora", "prefix", "prompt", "ia3")
-OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor", "lion", "sophia", "muon")
+OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor", "lion", "sophia", "muon", "galore_adamw")
+LORA_INITS = ("default", "pissa", "olora")  # peft init_lora_weights (#19)
 SCHEDULERS = ("none", "cosine", "linear", "polynomial")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECKPOINTING = ("auto", "on", "off")
@@ -108,6 +109,14 @@ class MethodSpec:
     quant_type: str = "nf4"  # qlora: nf4 | fp4
     double_quant: bool = True
     compute_dtype: str = "auto"  # qlora compute dtype: auto | fp32 | bf16 | fp16
+    # LoRA variants (#19), all through peft: rsLoRA scales by alpha/sqrt(r) (stable at high
+    # ranks); PiSSA / OLoRA start the adapter from the weight's principal directions / a QR
+    # factor; LoRA+ trains B at loraplus_ratio x the learning rate (0 = off; 16 in the paper);
+    # quant_bits 8 puts qlora's adapters on a bitsandbytes int8 base instead of 4-bit
+    use_rslora: bool = False
+    lora_init: str = "default"  # default | pissa | olora
+    loraplus_ratio: float = 0.0
+    quant_bits: int = 4  # qlora: 4 (nf4/fp4) or 8 (int8)
     # preference methods
     beta: float = 0.1
     loss_type: str = "sigmoid"  # dpo variants
@@ -389,6 +398,7 @@ def validate(spec: RunSpec) -> list[Problem]:
     problems += validate_method(spec.method, spec.model)
     problems += validate_train(spec.train)
     problems += _speed_for_model(spec)
+    problems += _galore_problems(spec)
     if spec.method.name in ("grpo", "ppo"):  # a reward that reads a data column the files lack
         from studio.rewards.checks import data_problems
 
@@ -503,6 +513,9 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
             add("lora_dropout", "must be in [0, 1)")
     if m.regime == "qlora":
         _choice(add, "quant_type", m.quant_type, ("nf4", "fp4"))
+        if m.quant_bits not in (4, 8):
+            add("quant_bits", "must be 4 (nf4/fp4) or 8 (bitsandbytes int8)")
+    problems += _lora_variant_problems(m)
     if m.regime in ("prefix", "prompt") and m.num_virtual_tokens < 1:
         add("num_virtual_tokens", "must be at least 1, e.g. 16")
     if m.regime == "freeze" and m.freeze_trainable_layers < 0:
@@ -552,6 +565,39 @@ def validate_method(m: MethodSpec, model: ModelSpec) -> list[Problem]:
     if info.needs_base and model.source == "scratch" and m.name not in ("pretrain", "sft", "distill"):
         add("name", f"{m.name} refines an existing policy: set model.source=pretrained with a run or model folder")
     return problems
+
+
+def _galore_problems(spec: RunSpec) -> list[Problem]:
+    """GaLore (train.optimizer: galore_adamw) projects full weight gradients to low rank:
+    for full training, with its package (galore-torch) installed."""
+    if spec.train.optimizer != "galore_adamw":
+        return []
+    import importlib.util
+
+    if spec.method.regime not in ("full", "freeze"):
+        return [Problem("train.optimizer", "galore_adamw trains whole weight matrices (regime full or freeze); "
+                        "adapters are already low-rank: use adamw")]
+    if importlib.util.find_spec("galore_torch") is None:
+        return [Problem("train.optimizer", "galore_adamw needs the galore-torch package: pip install galore-torch")]
+    return []
+
+
+def _lora_variant_problems(m: MethodSpec) -> list[Problem]:
+    """rsLoRA / PiSSA / OLoRA / LoRA+ apply to the LoRA family only; PiSSA and OLoRA
+    decompose full-precision weights (not a quantised base, not DoRA's magnitudes)."""
+    out: list[Problem] = []
+    lora = m.regime in ("lora", "qlora", "dora")
+    if m.lora_init not in LORA_INITS:
+        out.append(Problem("method.lora_init", f"'{m.lora_init}' is not one of {', '.join(LORA_INITS)}"))
+    elif m.lora_init != "default" and m.regime != "lora":
+        out.append(Problem("method.lora_init", f"{m.lora_init} initialises plain LoRA on full-precision weights; "
+                           "use regime lora, or lora_init: default"))
+    if m.loraplus_ratio and (m.loraplus_ratio < 1 or not lora):
+        out.append(Problem("method.loraplus_ratio", "0 (off) or at least 1 (16 in the LoRA+ paper), "
+                           "with a LoRA-family regime (lora, dora, qlora)"))
+    if m.use_rslora and not lora:
+        out.append(Problem("method.use_rslora", "rsLoRA scales LoRA adapters: use regime lora, dora or qlora"))
+    return out
 
 
 def validate_train(t: TrainSpec) -> list[Problem]:

@@ -10,7 +10,8 @@ from studio.estimate.kernels import options as kernel_options
 from studio.estimate.trainable import regime_of, trainable_tensors
 from studio.units import GIB
 
-OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor", "lion", "sophia", "muon")
+OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor", "lion", "sophia", "muon", "galore_adamw")
+GALORE_RANK = 128  # transformers' default GaLore rank (optim_args rank=...)
 
 
 def _resolve_dtype(dtype, train_spec) -> str:
@@ -34,14 +35,20 @@ def quantized_linear_bytes(n_in: int, n_out: int, double_quant: bool = True, blo
     return packed + blocks * 4 + code
 
 
-def weight_bytes(inv: Inventory, regime: str, dtype: str, double_quant: bool = True) -> int:
+def int8_linear_bytes(n_in: int, n_out: int) -> int:
+    """bitsandbytes Linear8bitLt weight: one int8 per element plus an fp32 scale per row (SCB)."""
+    return n_in * n_out + n_out * 4
+
+
+def weight_bytes(inv: Inventory, regime: str, dtype: str, double_quant: bool = True, quant_bits: int = 4) -> int:
     if regime != "qlora":
         return sum(numel(s) for _, s, _ in inv.params) * DTYPE_BYTES[dtype]
     quantized = {name for name, _, _ in inv.linears if name != inv.output_module}
     total = 0
     for name, n_in, n_out in inv.linears:
         if name in quantized:
-            total += quantized_linear_bytes(n_in, n_out, double_quant)
+            total += (int8_linear_bytes(n_in, n_out) if quant_bits == 8
+                      else quantized_linear_bytes(n_in, n_out, double_quant))
     # Everything not quantised (embeddings, norms, biases, the head) is fp32 after
     # peft's prepare_model_for_kbit_training.
     for name, shape, _ in inv.params:
@@ -75,6 +82,14 @@ def optimizer_bytes(optimizer: str, tensors: list[tuple[str, tuple[int, ...], in
             total += n * 4
         elif optimizer == "sophia":
             total += 2 * n * elem  # exp_avg, hessian estimate (studio.optim.Sophia)
+        elif optimizer == "galore_adamw":
+            # GaLore (transformers' optim_target_modules attn/mlp): a block's 2-D weight keeps
+            # a projection (short side x rank) and both Adam moments at (rank x long side)
+            if len(shape) == 2 and (".self_attn." in name or ".mlp." in name or ".attn." in name):
+                rank = min(GALORE_RANK, *shape)
+                total += (min(shape) * rank + 2 * rank * max(shape)) * 4 + 4
+            else:
+                total += 2 * n * elem + 4
         elif optimizer == "muon":
             # studio.optim.split_for_muon: 2-D matrices but embeddings and the head go to Muon
             is_embedding = any(name == f"{e}.weight" for e in embedding_names)
@@ -139,7 +154,8 @@ def estimate_memory(spec_or_model, method_spec=None, train_spec=None, device_mem
     # peft keeps adapters in fp32; QLoRA's other trainable weights are fp32 after prepare_model_for_kbit_training
     elem = lambda adapter: 4 if adapter or regime == "qlora" else DTYPE_BYTES[storage]  # noqa: E731
     adapters = sum(numel(s) for _, s, a in tensors if a)
-    weights = weight_bytes(inv, regime, storage, getattr(method_spec, "double_quant", True)) + adapters * 4
+    weights = weight_bytes(inv, regime, storage, getattr(method_spec, "double_quant", True),
+                           getattr(method_spec, "quant_bits", 4)) + adapters * 4
     gradients = sum(numel(s) * elem(a) for _, s, a in tensors)
     opt = optimizer_bytes(opt_name, [(n, s, elem(a)) for n, s, a in tensors], [e[0] for e in inv.embeddings])
     acts = activation_bytes(inv, method_spec, batch, seq, compute, ckpt, padded, autocast=mixed,

@@ -13,7 +13,8 @@ from studio.estimate.trainable import trainable_parameters
 from studio.spec import RunSpec, validate_method, validate_model, validate_train
 
 # the method fields the estimate reads; the rest of the method (and data) is not its business
-METHOD_FIELDS_READ = ("regime", "lora_r", "lora_dropout", "num_virtual_tokens", "freeze_trainable_layers")
+METHOD_FIELDS_READ = ("regime", "lora_r", "lora_dropout", "num_virtual_tokens", "freeze_trainable_layers",
+                      "quant_bits")
 
 
 def _report(inv: Inventory, model_part, method_spec, train_spec, device_memory_gb=None, **overrides) -> dict:

@@ -12,7 +12,10 @@ from studio.methods.context import TrainContext
 # adamw -> the fused kernel (transformers' own default since torch 2.8): the same updates,
 # but the step of a small model is several times faster than the unfused one on CPU.
 OPTIMIZERS = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "adafactor": "adafactor",
-              "lion": "lion_32bit"}
+              "lion": "lion_32bit", "galore_adamw": "galore_adamw"}
+# GaLore projects the gradients of the blocks' linear weights (transformers matches these
+# against module names); embeddings, norms and the head keep plain AdamW
+GALORE_TARGETS = [r".*attn.*", r".*mlp.*"]
 SCHEDULERS = {"none": "constant_with_warmup", "cosine": "cosine", "linear": "linear",
               "polynomial": "polynomial"}
 
@@ -60,6 +63,8 @@ def config_kwargs(ctx: TrainContext, eval_dataset=None) -> dict:
     kw.update(speed_kwargs(ctx))  # Liger, padding-free, length grouping, compile, tf32 (#26)
     if t.optimizer in OPTIMIZERS:
         kw["optim"] = OPTIMIZERS[t.optimizer]
+        if t.optimizer == "galore_adamw":
+            kw["optim_target_modules"] = GALORE_TARGETS
     if eval_dataset is not None and t.eval_every > 0:
         kw.update(eval_strategy="steps", eval_steps=t.eval_every)
         if t.save_best_only:
@@ -107,11 +112,11 @@ def use_checkpointing(ctx: TrainContext) -> bool:
 def optimizer_kwargs(ctx: TrainContext) -> dict:
     """Trainer kwargs for optimizers transformers does not name (sophia, muon)."""
     name = ctx.spec.train.optimizer
-    if name in OPTIMIZERS:
+    if name in OPTIMIZERS and not getattr(ctx.spec.method, "loraplus_ratio", 0):  # LoRA+ builds its own (#19)
         return {}
     from studio.optim import optimizer_cls_and_kwargs
 
-    return {"optimizer_cls_and_kwargs": optimizer_cls_and_kwargs(name, ctx.spec.train)}
+    return {"optimizer_cls_and_kwargs": optimizer_cls_and_kwargs(name, ctx.spec.train, ctx.spec.method)}
 
 
 def load_tokenizer(ctx: TrainContext):
@@ -215,7 +220,10 @@ def save_final(ctx: TrainContext, model, tokenizer) -> Path:
         raise Diverged(f"diverged: weight {bad} is not finite at the end of training. Fix: lower "
                        "train.learning_rate, or set train.on_divergence: rollback. No model was saved as final/.")
     with atomic_folder(ctx.final_dir) as folder:
-        model.save_pretrained(folder, safe_serialization=True)
+        from studio.model.adapters import adapter_save_kwargs
+
+        # PiSSA/OLoRA adapters saved as plain LoRA over the original base (#19)
+        model.save_pretrained(folder, safe_serialization=True, **adapter_save_kwargs(model))
         tokenizer.save_pretrained(folder)
         ctx.spec.save(folder / "studio_spec.yaml")  # how it was made, for chains and the chat tab
     return ctx.final_dir

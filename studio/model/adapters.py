@@ -13,6 +13,9 @@ from studio.model.adapted import adapted_summary, describe_adapted, fused_expert
 from studio.spec import comma_list
 
 ADAPTER_REGIMES = ("lora", "dora", "qlora")
+# method.lora_init -> peft's init_lora_weights: PiSSA (exact SVD of each target weight),
+# OLoRA (a QR factor); both move the decomposed part out of the base weight
+LORA_INIT = {"default": True, "pissa": "pissa", "olora": "olora"}
 # Families peft 0.21 has no IA3 default for: the same roles (K/V and the FFN's output
 # projection, scaled on its input) under each family's names.
 IA3_FALLBACK = {
@@ -131,8 +134,10 @@ def peft_config_for(method_spec, model=None):
 
     if regime in ADAPTER_REGIMES:
         fields = {"lora_dropout": method_spec.lora_dropout, **lora_targets(method_spec, model)}
+        init = getattr(method_spec, "lora_init", "default")
         return LoraConfig(task_type=TaskType.CAUSAL_LM, r=method_spec.lora_r, lora_alpha=method_spec.lora_alpha,
-                          use_dora=regime == "dora", **fields)
+                          use_dora=regime == "dora", use_rslora=bool(getattr(method_spec, "use_rslora", False)),
+                          init_lora_weights=LORA_INIT[init], **fields)
     if regime == "prefix":
         return prefix_config(method_spec, model)
     if regime == "prompt":
@@ -194,10 +199,35 @@ def _apply(model, method_spec, regime: str):
         return model
     config = peft_config_for(method_spec, model)
     if regime == "qlora":
-        if not getattr(model, "is_loaded_in_4bit", False):
-            raise ValueError("method.regime: qlora needs the model loaded in 4 bits "
+        bits = getattr(method_spec, "quant_bits", 4)
+        if not getattr(model, f"is_loaded_in_{bits}bit", False):
+            raise ValueError(f"method.regime: qlora needs the model loaded in {bits} bits "
                              "(studio.model.build_or_load with this method spec)")
         # Checkpointing is the trainer's choice (train.gradient_checkpointing), not peft's.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     _fit_model_to_regime(model, regime)
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if getattr(config, "init_lora_weights", True) in ("pissa", "olora"):
+        _keep_initial_adapter(model)
+    return model
+
+
+def _keep_initial_adapter(model) -> None:
+    """PiSSA/OLoRA change the base weights they decompose, so an adapter saved as is only
+    fits that changed base. The adapter as initialised is kept (a temporary folder) so the
+    final save converts the trained one into a plain LoRA over the original base
+    (peft's path_initial_model_for_weight_conversion; its rank doubles)."""
+    import tempfile
+
+    config = model.peft_config["default"]
+    init, config.init_lora_weights = config.init_lora_weights, True  # reloading it must not re-decompose
+    folder = tempfile.mkdtemp(prefix="studio-lora-init-")
+    model.save_pretrained(folder, safe_serialization=True)
+    config.init_lora_weights = init
+    model.studio_initial_adapter = folder
+
+
+def adapter_save_kwargs(model) -> dict:
+    """save_pretrained keywords for final/: PiSSA/OLoRA adapters converted to plain LoRA."""
+    folder = getattr(model, "studio_initial_adapter", None)
+    return {"path_initial_model_for_weight_conversion": folder} if folder else {}

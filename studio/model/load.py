@@ -29,18 +29,24 @@ def _local(path: str) -> Path | None:
 
 
 def resolve_model_path(name_or_path: str, field: str = "model.name_or_path") -> tuple[str, bool]:
-    """(folder or hub id, is_adapter). A run directory resolves to its final/. A local
-    folder is checked file by file (require_safetensors) and, on a hosted server,
+    """(folder, is_adapter). A run directory resolves to its final/; a hub id
+    (org/name[@revision]) to its snapshot in the local hub cache (studio.hub). Either is
+    checked file by file (require_safetensors); a local folder, on a hosted server, also
     against the model roots (studio.policy)."""
     from studio import policy
 
+    from studio.hub import looks_like_id, resolve_model
+
     folder = _local(name_or_path)
     if folder is None:
-        if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        if not looks_like_id(name_or_path):
             raise ValueError(f"{field}: no folder '{name_or_path}'; give an existing model "
-                             "folder, a run directory, or a hub id like org/name")
-        return name_or_path, False
-    policy.check_model_folder(folder, field)
+                             "folder, a run directory, or a hub id like org/name (or org/name@revision)")
+        # A hub id becomes its snapshot folder in the hub cache (downloaded first when
+        # online), so the safetensors rule below applies to exactly what is loaded.
+        folder = resolve_model(name_or_path, field)
+    else:
+        policy.check_model_folder(folder, field)
     if not (folder / "config.json").is_file() and not (folder / "adapter_config.json").is_file():
         if (folder / "final").is_dir():
             folder = folder / "final"
@@ -174,6 +180,8 @@ def quantization_config(method_spec, compute_dtype=None):
     from transformers import BitsAndBytesConfig
 
     chosen = torch_dtype(method_spec.compute_dtype) if method_spec.compute_dtype != "auto" else compute_dtype
+    if getattr(method_spec, "quant_bits", 4) == 8:  # LoRA on a bitsandbytes int8 base (#19)
+        return BitsAndBytesConfig(load_in_8bit=True)
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type=method_spec.quant_type,
         bnb_4bit_use_double_quant=method_spec.double_quant,
