@@ -8,6 +8,7 @@ model's lock for the whole reply, so concurrent requests queue instead of interl
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import threading
 from dataclasses import dataclass, field
@@ -181,6 +182,8 @@ class GGUFBackend:
 
         self.path = Path(path)
         self.llama = Llama(model_path=str(self.path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # freed before the interpreter tears down llama_cpp's module (its __del__ then fails noisily)
+        atexit.register(self.llama.close)
         self.lock = threading.Lock()
         meta = self.llama.metadata
         self.template = meta.get("tokenizer.chat_template")
