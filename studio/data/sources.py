@@ -29,9 +29,12 @@ UPLOADS_ENV = "STUDIO_UPLOADS_DIR"
 # -- allowed roots ----------------------------------------------------------------------
 
 
-def uploads_dir() -> Path:
-    """Where the browser's uploads are copied (env STUDIO_UPLOADS_DIR, else ./uploads)."""
-    return Path(os.environ.get(UPLOADS_ENV) or Path.cwd() / "uploads").expanduser().resolve()
+def uploads_dir(runs_dir: str | Path | None = None) -> Path:
+    """Where the browser's uploads are copied: STUDIO_UPLOADS_DIR, else `uploads/` beside
+    the runs folder (runs_dir, STUDIO_RUNS_DIR or ./runs), the studio's data directory."""
+    if os.environ.get(UPLOADS_ENV):
+        return Path(os.environ[UPLOADS_ENV]).expanduser().resolve()
+    return Path(runs_dir or os.environ.get("STUDIO_RUNS_DIR") or "runs").expanduser().resolve().parent / "uploads"
 
 
 def allowed_roots() -> list[Path]:
@@ -380,7 +383,13 @@ def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None)
     """A hub dataset (or a local dataset folder) as rows, or streamed when asked."""
     import datasets
 
+    from studio import hub
+
     name = source.path.strip()
+    if local_dir is None:
+        # name[@revision] in the hub cache (as the hub lays it out): read as a local folder,
+        # which works offline and streams; else datasets' own resolution (its prepared cache)
+        local_dir = hub.resolve_dataset(name)
     try:
         if local_dir is not None and ((local_dir / "state.json").exists() or (local_dir / "dataset_dict.json").exists()):
             loaded = datasets.load_from_disk(str(local_dir))
@@ -389,8 +398,10 @@ def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None)
             if local_dir is not None:
                 splits = datasets.load_dataset(str(local_dir), source.subset or None, streaming=source.streaming)
             else:
+                repo, revision = hub.split_id(name)
                 with offline_unless_reachable():
-                    splits = datasets.load_dataset(name, source.subset or None, streaming=source.streaming)
+                    splits = datasets.load_dataset(repo, source.subset or None, revision=revision,
+                                                   streaming=source.streaming)
     except Exception as exc:  # noqa: BLE001 - the library raises many types for "not available"
         raise DataError(field_name, _unreachable(name, exc)) from None
     if source.split not in splits:
@@ -405,9 +416,13 @@ def read_hub(source: DataSource, field_name: str, local_dir: Path | None = None)
 
 
 def _unreachable(name: str, exc: Exception) -> str:
+    from studio import hub
+
     detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-    return (f"hub dataset '{name}' could not be loaded: it is not in the local cache and the hub is "
-            f"not reachable offline (or the name/subset is wrong). Download it once while online, "
+    repo, revision = hub.split_id(name)
+    return (f"hub dataset '{repo}' (revision {revision or 'main'}) could not be loaded: it is not in the "
+            f"local Hugging Face cache ({hub.hub_cache()}) and the hub is not reachable offline (or the "
+            f"name/subset is wrong). Download it once while online (`hf download {repo} --repo-type dataset`), "
             f"or use a local file. [{type(exc).__name__}: {detail}]")
 
 

@@ -125,13 +125,11 @@ def read_config(name_or_path: str) -> dict:
                 if base:
                     return read_config(base)
         raise EstimateError(f"model.name_or_path: no config.json in '{name_or_path}' (nor in its final/)")
-    try:
-        from huggingface_hub import try_to_load_from_cache
+    from studio.hub import cached_config, looks_like_id
 
-        cached = try_to_load_from_cache(name_or_path, "config.json")
-    except Exception:  # not a valid repo id
-        cached = None
-    if isinstance(cached, str):
-        return json.loads(Path(cached).read_text())
+    cached = cached_config(name_or_path) if looks_like_id(name_or_path) else None  # org/name[@revision]
+    if cached is not None:
+        return cached
     raise EstimateError(f"model.name_or_path: '{name_or_path}' is not a local folder and its config is not in "
-                        "the local hub cache; download the model once, or give a folder")
+                        "the local hub cache; download the model once (or its config.json alone: "
+                        "studio.hub.fetch_config), or give a folder")
