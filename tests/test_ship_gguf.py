@@ -18,10 +18,10 @@ from studio.presets import load_run
 from studio.ship import gguf
 from tests.conftest import run_in_process
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(  # slow: trains the quickstart model for ~20 s
     gguf.tools_dir() is None or gguf.runtime_version() is None,
     reason="GGUF parts not installed: `bash scripts/setup.sh --gguf` builds them (make test runs setup --dev, "
-           "which does)")
+           "which does)")]
 
 
 @pytest.fixture(scope="module")
