@@ -146,3 +146,18 @@ def test_steps_from_rows_and_epochs():
     tiny, why = advisor.recipe_with_reasons("sft", "full", "medium", rows=5)
     assert tiny["train.batch_size"] * tiny["train.grad_accum"] == 1 and tiny["train.max_steps"] == 15
     assert "rows" in why["train.batch_size"]
+
+
+def test_use_this_lists_old_to_new_and_the_tab_shows_the_reasons(tmp_path):
+    from studio.ui import method_tab
+
+    spec = RunSpec(model=_model(tmp_path, "Llama-3-8B", LLAMA3_8B))
+    spec.train.learning_rate, spec.train.max_steps = 3e-5, 777  # the person's own
+    answers, advice = _advise(spec, 16, 600, 24)
+    changes = {k: (old, new) for k, old, new in method_tab.recipe_changes(spec, advice.recipe)}
+    assert changes["train.learning_rate"] == (3e-5, advice.recipe["train.learning_rate"])
+    assert changes["train.max_steps"] == (777, advice.recipe["train.max_steps"])
+    assert "method.name" not in changes  # sft already: unchanged fields are not listed
+    text = method_tab.advice_markdown(advice)
+    assert "The numbers and why" in text and "Memory of this pick" in text
+    assert text.index("The numbers and why") < text.index("Use this sets")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -97,6 +98,13 @@ def test_advisor_highlights_path_and_use_this_fills_tabs(tmp_path):
         light_bg = page.evaluate(BG)
 
         page.get_by_role("button", name="Use this").click()
+        # first the fields it would change, old -> new (#20.7); nothing changes until confirmed
+        page.wait_for_function("document.querySelector('#advisor-used')?.innerText.includes('→')", timeout=15_000)
+        shown = page.locator("#advisor-used").inner_text()
+        assert "method.name" in shown
+        new_value = {m.group(1): m.group(2) for m in re.finditer(r"(train\.\w+): \S+ → (\S+)", shown)}
+        assert page.locator("#method-name input").input_value() != "dpo"
+        page.get_by_role("button", name="Apply these changes").click()
         page.wait_for_function("document.querySelector('#method-name input').value === 'dpo'", timeout=15_000)
         page.wait_for_function("document.querySelector('#advisor-used')?.innerText.includes('Filled')")
         assert page.locator("#method-check").inner_text().strip() == ""  # DPO on pairs: nothing to warn
@@ -105,8 +113,10 @@ def test_advisor_highlights_path_and_use_this_fills_tabs(tmp_path):
         lr = page.locator("#train-learning-rate input").first
         lr.wait_for()
         assert float(lr.input_value()) == pytest.approx(want["train.learning_rate"])
-        assert int(page.locator("#train-batch-size input").first.input_value()) == want["train.batch_size"]
-        assert int(page.locator("#train-max-steps input").first.input_value()) == want["train.max_steps"]
+        # batch and steps come from the data's rows (#19): the values the diff showed were applied
+        batch = page.locator("#train-batch-size input").first.input_value()
+        assert batch == new_value.get("train.batch_size", batch)
+        assert page.locator("#train-max-steps input").first.input_value() == new_value["train.max_steps"]
 
         # Gradio's dark theme is the class "dark" on the body (what ?__theme=dark sets)
         page.get_by_role("tab", name="Method").click()

@@ -24,6 +24,7 @@ CHOICES: dict[str, tuple] = {
     "method.regime": S.REGIMES,
     "method.quant_type": ("nf4", "fp4"),
     "method.compute_dtype": ("auto", "fp32", "bf16", "fp16"),
+    "method.lora_init": S.LORA_INITS,
     "method.reward": tuple(REWARD_PRESETS),
     "train.optimizer": S.OPTIMIZERS,
     "train.scheduler": S.SCHEDULERS,

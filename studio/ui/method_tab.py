@@ -19,7 +19,8 @@ from studio.ui import form
 MAIN = ["method.name", "method.regime"]
 ADAPTER = ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.target_modules",
            "method.freeze_trainable_layers", "method.freeze_extra_modules", "method.num_virtual_tokens",
-           "method.quant_type", "method.double_quant", "method.compute_dtype"]
+           "method.quant_type", "method.double_quant", "method.compute_dtype", "method.quant_bits",
+           "method.use_rslora", "method.lora_init", "method.loraplus_ratio"]
 PREFERENCE = ["method.beta", "method.loss_type", "method.simpo_gamma", "method.desirable_weight",
               "method.undesirable_weight", "method.reference_model"]
 ONLINE = ["method.reward", "method.group_size", "method.temperature", "method.top_k", "method.top_p",
@@ -34,7 +35,7 @@ MEMORY = "device_memory_bytes"
 INFERRED = ("data_kind", "model_is_base", "from_scratch", "has_reward_model")  # re-read when other tabs change
 UNSURE, YES, NO = "auto", "yes", "no"
 ELEM = {"chart": "advisor-chart", "advice": "advisor-advice", "use": "advisor-use", "note": "advisor-inferred",
-        "used": "advisor-used", "check": "method-check", "fix": "method-fix", "table": "method-table"}
+        "used": "advisor-used", "confirm": "advisor-confirm", "check": "method-check", "fix": "method-fix", "table": "method-table"}
 # fields of this tab that the inferred answers read (the other tabs' are read when this one opens)
 INFER_TRIGGERS = ("method.reward",)
 TABLE_COLUMNS = [("name", "method"), ("type", "type"), ("use_case", "use case"), ("memory", "memory"),
@@ -62,16 +63,42 @@ def from_widget(value):
 def inferred(spec: RunSpec, device_gb: float | None) -> tuple[advisor.Answers, str]:
     """What the studio answers itself for this spec, and a line saying where each came from."""
     kind, rows, how = advisor.kind_of_sources(spec.data.sources)
-    answers = advisor.infer_answers(spec, kind, device_memory_gb=device_gb)
-    answers.data_rows = rows
+    seq, seq_rows, seq_how = data_lengths(spec, kind) if kind else (None, None, "")
+    answers = advisor.infer_answers(spec, kind, device_memory_gb=device_gb, data_rows=seq_rows or rows,
+                                    seq_len=seq, seq_len_source=seq_how)
+    rows = answers.data_rows
     base_why = advisor.guess_model_is_base(spec.model)[1]
     size = f"{answers.model_size_params / 1e6:,.1f}M parameters" if answers.model_size_params else "size unknown"
     budget = advisor.Budget.of(answers)
     memory = (f"full training needs about {budget.full / advisor.GIB:.2f} GB (from {budget.note})"
               if budget.full else "memory need unknown (no estimate for this model)")
+    length = (f"rows train on ~{seq} tokens ({seq_how})" if seq
+              else f"rows planned at max_seq_len {spec.model.max_seq_len} (data lengths not measured)")
     note = (f"Filled in from the other tabs: data kind `{kind or 'not detected'}`"
-            f"{f' ({rows:,} rows)' if rows else ''} — {how}; model: {base_why}; {size}; {memory}.")
+            f"{f' ({rows:,} rows)' if rows else ''} — {how}; {length}; model: {base_why}; {size}; {memory}.")
     return answers, note
+
+
+_LENGTHS: dict = {}  # (sources, tokenizer, max_seq_len, method) -> measured lengths: tokenising is slow
+
+
+def data_lengths(spec: RunSpec, kind: str) -> tuple[int | None, int | None, str]:
+    """The blend's p95 token length and rows (studio.advisor.lengths), measured once per
+    data/model, read as a method that takes this kind of data would; (None, None, "") when
+    the data cannot be read here."""
+    key = repr((spec.data, spec.model.name_or_path, spec.model.tokenizer, spec.model.max_seq_len, kind))
+    if key not in _LENGTHS:
+        import copy
+
+        from studio.advisor.lengths import data_seq_len
+
+        reader = copy.deepcopy(spec)
+        reader.method.name = next((n for n, m in advisor.REGISTRY.items() if kind in m.data_kinds), spec.method.name)
+        try:
+            _LENGTHS[key] = data_seq_len(reader)
+        except Exception:  # noqa: BLE001 - a hub dataset, a model not here: plan at max_seq_len
+            _LENGTHS[key] = (None, None, "")
+    return _LENGTHS[key]
 
 
 def answers_from(spec: RunSpec, picks: dict, device_gb: float | None) -> advisor.Answers:
@@ -96,8 +123,29 @@ def advice_markdown(advice: advisor.Advice) -> str:
     lines += ["", f"- **Runner-up:** {advisor.REGISTRY[r.method].title} with {advisor.REGIME_NAMES[r.regime]} — {r.why}.",
               f"- **Other regime:** {advisor.REGIME_NAMES[regime_alt]} — {regime_why}."]
     lines += warnings_markdown(advice.warnings)
+    if advice.fit:
+        fit = advice.fit
+        verdict = "fits" if fit["fits"] else "does not fit"
+        lines += ["", f"**Memory of this pick:** {fit['share']} by the estimate — {verdict} the "
+                      f"{advisor.HEADROOM:.0%} planning limit"
+                  + (f" (after {', '.join(fit['fallbacks'])})" if fit["fallbacks"] else "") + "."]
+    if advice.reasons:
+        lines += ["", "**The numbers and why:**"]
+        lines += [f"- `{k}={advice.recipe.get(k)}` — {why}" for k, why in advice.reasons.items()
+                  if k in advice.recipe and k != "train.grad_accum"]
     lines += ["", "**Use this sets:** " + ", ".join(f"`{k}={v}`" for k, v in advice.recipe.items())]
     return "\n".join(lines)
+
+
+def recipe_changes(spec: RunSpec, recipe: dict) -> list[tuple[str, object, object]]:
+    """(field, old, new) for each field "use this" would change (the others stay as they are)."""
+    new = advisor.apply_recipe(spec, recipe)
+    out = []
+    for key in recipe:
+        old_value, new_value = form._get(spec, key), form._get(new, key)
+        if old_value != new_value:
+            out.append((key, old_value, new_value))
+    return out
 
 
 def warnings_markdown(warnings) -> list[str]:
@@ -170,6 +218,9 @@ def build(spec) -> dict:
     with gr.Accordion("Online RL (GRPO, PPO)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, ONLINE))
+    from studio.ui import reward_playground
+
+    reward_playground.build(fields.get("method.reward"))
     with gr.Accordion("Distillation", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, DISTILL))
@@ -188,6 +239,8 @@ def build(spec) -> dict:
         gr.Markdown(text, elem_id=elem_id("advice"))
         with gr.Row():
             gr.Button("Use this", variant="primary", elem_id=elem_id("use"), scale=0)
+            gr.Button("Apply these changes", variant="primary", elem_id=elem_id("confirm"), visible=False,
+                      scale=0)
             gr.Markdown("", elem_id=elem_id("used"))
     with gr.Accordion("Compare methods", open=False):
         headers, rows = comparison_rows()
@@ -297,6 +350,21 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
     fix_btn.click(on_fix, [kind_box] + comps, comps + [check, fix_btn], api_visibility="private")
 
     def on_use(*values):
+        """First click: the fields it would change, old -> new, and a button to apply them
+        (the person's own learning rate or steps are never overwritten unseen)."""
+        try:
+            spec, picks, gb = read(values)
+            advice = advisor.advise(answers_from(spec, picks, gb))
+        except SpecError as exc:
+            raise gr.Error(f"{exc.field}: {exc.fix}") from None
+        changes = recipe_changes(spec, advice.recipe)
+        if not changes:
+            return "Every field already holds the recommendation: nothing to change.", gr.update(visible=False)
+        lines = [f"**{advice.method}** with **{advice.regime}** would change {len(changes)} field(s):"]
+        lines += [f"- `{k}`: `{old}` → `{new}`" for k, old, new in changes]
+        return "\n".join(lines), gr.update(visible=True)
+
+    def on_confirm(*values):
         try:
             spec, picks, gb = read(values)
             advice = advisor.advise(answers_from(spec, picks, gb))
@@ -306,6 +374,8 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in advice.recipe.items() if k.startswith(("method.", "train.")))
         done = (f"Filled the Method and Train tabs for **{advice.method}** with **{advice.regime}**: "
                 f"`{shown}`")
-        return [*updates, done]
+        return [*updates, done, gr.update(visible=False)]
 
-    _find(demo, elem_id("use")).click(on_use, inputs, comps + [check, fix_btn, used], api_visibility="private")
+    confirm = _find(demo, elem_id("confirm"))
+    _find(demo, elem_id("use")).click(on_use, inputs, [used, confirm], api_visibility="private")
+    confirm.click(on_confirm, inputs, comps + [check, fix_btn, used, confirm], api_visibility="private")
