@@ -129,7 +129,9 @@ def _fitted(a: Answers, method: str, regime: str, bucket: str, fields: dict, rea
     fit = plan_fit(a, method, regime, fields)
     tried = [fit]
     warnings[:] = [w for w in warnings if w.code != "does_not_fit"]  # the rule-of-thumb verdict: replaced below
-    for leaner in [r for r in LEANER.get(regime, ()) if r in REGISTRY[method].regimes]:
+    # a new model has nothing pretrained to freeze or adapt: only its own fallbacks apply
+    leaner_regimes = () if a.from_scratch else LEANER.get(regime, ())
+    for leaner in [r for r in leaner_regimes if r in REGISTRY[method].regimes]:
         if fit.fits:
             break
         leaner_fields, leaner_reasons = recipe_with_reasons(method, leaner, bucket, rows=a.data_rows)

@@ -24,6 +24,8 @@ def add_cli(subparsers) -> None:
     p.add_argument("--device-memory-gb", type=float, default=None, help="plan for this much memory (default: detect)")
     p.add_argument("--wants", choices=list(WANTS), help="what matters most")
     p.add_argument("--reward-model", action="store_true", default=None, help="a trained reward model is available")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per training row to plan for (default: the model's max_seq_len)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_advise)
 
@@ -58,6 +60,8 @@ def _gather(args) -> tuple[Answers, list[str]]:
     else:
         answers = Answers(data_kind=kind, device_memory_bytes=int(gb * GIB) if gb else None)
     answers.goal, answers.wants, answers.has_reward_model, answers.data_rows = args.goal, args.wants, args.reward_model, rows
+    if getattr(args, "seq_len", None):
+        answers.seq_len, answers.seq_len_source = args.seq_len, "--seq-len"
     return answers, notes
 
 
@@ -89,6 +93,10 @@ def cmd_advise(args) -> int:
     print(f"Other regime: {REGIME_NAMES[advice.regime_runner_up[0]]}: {advice.regime_runner_up[1]}")
     for w in advice.warnings:
         print(f"[{w.level}] {w.message}\n     fix: {w.fix}")
+    if advice.fit:
+        print(f"Memory: {advice.fit['share']} by the estimate ({'fits' if advice.fit['fits'] else 'does not fit'})")
+    for key, why in advice.reasons.items():
+        print(f"  {key}={advice.recipe.get(key)}: {why}")
     print("Recipe: " + " ".join(f"--set {k}={v}" for k, v in advice.recipe.items()))
     for note in notes:
         print(f"note: {note}")
