@@ -174,3 +174,38 @@ def test_pairwise_and_the_forget_preset_on_the_quickstart(quickstart, runs):
     drops = {(r["task"], r["metric"]) for r in report.scorecard(summary) if r["dropped"]}
     assert ("general text", "loss") in drops and ("prefs", "pairwise_acc") not in drops
     assert "DROP" in report.scorecard_text(summary)
+
+
+def test_a_reward_model_judges_both_models_on_the_same_prompts(quickstart, runs, tmp_path):
+    """A one-score classifier folder (seeded, untrained: the wiring is what is checked):
+    each reply's reward is the judge's own score of that prompt and reply, and the win rate
+    is read from those rewards."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, set_seed
+
+    from studio.methods.reward_model import load_reward_model
+    from studio.model import load_tokenizer
+    from studio.spec import ModelSpec
+
+    final = quickstart / "final"
+    config = AutoConfig.from_pretrained(final, num_labels=1)
+    tok = load_tokenizer(ModelSpec(source="pretrained", name_or_path=str(final)))
+    config.pad_token_id = tok.pad_token_id
+    set_seed(1)
+    judge_dir = tmp_path / "judge"
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(judge_dir, safe_serialization=True)
+    tok.save_pretrained(judge_dir)
+    spec = EvalSpec(models=[f"base:{quickstart.name}", f"run:{quickstart.name}"],
+                    tasks=[TaskSpec(name="judged", kind="judge", data=TEST_FILE, judge=str(judge_dir), max_examples=12)],
+                    settings=EvalSettings(max_new_tokens=4, bootstrap=0))
+    summary, eval_dir = evaluate(spec, runs)
+    rows = [r for r in background.read_examples(eval_dir) if r["task"] == "judged"]
+    judge = load_reward_model(judge_dir)
+    prompts = [[m for m in json.loads(line)["messages"][:-1]] for line in Path(TEST_FILE).read_text().splitlines()[:12]]
+    base, tuned = summary["models"]
+    by = {m: sorted((r for r in rows if r["model"] == m), key=lambda r: r["i"]) for m in (base, tuned)}
+    for m in (base, tuned):
+        want = judge(prompts=prompts, completions=[r["output"] for r in by[m]])
+        assert [r["scores"]["reward"] for r in by[m]] == pytest.approx(want, abs=1e-5)
+    wins = [1.0 if b["scores"]["reward"] > a["scores"]["reward"] else 0.5 if b["scores"]["reward"] ==
+            a["scores"]["reward"] else 0.0 for a, b in zip(by[base], by[tuned])]
+    assert summary["scores"]["judged"][tuned]["win_rate"]["value"] == pytest.approx(sum(wins) / len(wins))

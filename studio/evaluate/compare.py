@@ -51,7 +51,10 @@ def _judge(task, rows: list[dict], labels: list[str], device: str) -> None:
 
     judge = load_reward_model(task.judge, device)
     ok = [r for r in rows if not r.get("error")]
-    for r, score in zip(ok, judge([r["output"] for r in ok], prompts=[r["input"] for r in ok])):
+    # chat form, as a reward run trained on conversations reads them (its own template)
+    prompts = [p if isinstance(p := r.get("_prompt", r["input"]), list) else [{"role": "user", "content": p}]
+               for r in ok]
+    for r, score in zip(ok, judge(prompts=prompts, completions=[r["output"] for r in ok])):
         r["scores"] = {"reward": float(score)}
     if len(labels) < 2:
         return

@@ -106,6 +106,8 @@ def _scorer(task, spec: EvalSpec, model, tokenizer):
 def _row(label: str, task, t: int, i: int, example: dict, result: dict) -> dict:
     row = {"model": label, "task": task.name or f"task{t}", "i": i, "input": _show(example),
            "reference": example.get("reference"), **{k: v for k, v in result.items() if k not in ("token_ids", "token_text")}}
+    if task.kind == "judge":
+        row["_prompt"] = example["prompt"]  # the reward model reads the prompt as the model saw it
     if "token_ids" in result:  # kept for the parity check, not written
         row["_token_ids"], row["_tokens"] = result["token_ids"], result["token_text"]
     if task.kind == "generate" and not row.get("error"):
