@@ -6,24 +6,14 @@ from __future__ import annotations
 import re
 
 from studio.estimate.config import EstimateError
+from studio.estimate.ia3 import IA3_FALLBACK, PEFT_IA3, ia3_modules
 from studio.estimate.inventory import Inventory, as_inventory, numel
 from studio.spec import comma_list
 
 BLOCK_INDEX = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
-# IA3 (peft's own defaults for these families; the studio model uses Llama's names).
-IA3_TARGETS = {
-    "llama": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "mistral": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "studio": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "qwen2": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "qwen3": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "gemma": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "gemma2": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "gemma3_text": (["q_proj", "v_proj", "down_proj"], ["down_proj"]),
-    "gpt2": (["c_attn", "mlp.c_proj"], ["mlp.c_proj"]),
-    "phi": (["q_proj", "v_proj", "fc2"], ["fc2"]),
-    "phi3": (["qkv_proj", "down_proj"], ["down_proj"]),
-}
+# model_type -> (IA3 targets, feed-forward ones): peft's defaults and the studio's
+# fallbacks, from the one table studio.model.adapters also builds IA3 from.
+IA3_TARGETS = {**PEFT_IA3, **IA3_FALLBACK}
 
 
 def freeze_trains(name: str, n_layers: int, last_n: int, extra: str) -> bool:
@@ -51,6 +41,7 @@ def _matches(name: str, targets) -> bool:
 
 
 def ia3_targets(model_type: str) -> tuple[list[str], list[str]]:
+    """The family's default IA3 targets before they are fitted to a model's names."""
     return IA3_TARGETS.get(model_type, IA3_TARGETS["llama"])
 
 
@@ -88,7 +79,10 @@ def trainable_tensors(inv: Inventory, method_spec) -> list[tuple[str, tuple[int,
     if regime == "prompt":
         return [("prompt_encoder.embedding", (method_spec.num_virtual_tokens, info["hidden"]), True)]
     if regime == "ia3":
-        targets, feedforward = ia3_targets(inv.model_type)
+        # the same choice as the worker's (studio.model.adapters.ia3_targets_for), on the
+        # inventory's module names: method.target_modules, else the family's fitted default
+        targets, feedforward = ia3_modules(inv.model_type, [m[0] for m in inv.linears],
+                                           getattr(method_spec, "target_modules", "all-linear"))
         return [(f"{name}.ia3_l", (1, n_in) if _matches(name, feedforward) else (n_out, 1), True)
                 for name, n_in, n_out in inv.linears if _matches(name, targets)]
     raise EstimateError(f"method.regime: '{regime}' is not a parameter regime")

@@ -9,6 +9,7 @@ names that the model does not have are refused before training, with the names i
 from __future__ import annotations
 
 from studio.estimate import freeze_trains
+from studio.estimate.ia3 import IA3_FALLBACK, IA3_FFN_OUT, family_defaults, ia3_modules  # noqa: F401
 from studio.model.adapted import adapted_summary, describe_adapted, fused_expert_parameters, linear_names
 from studio.spec import comma_list
 
@@ -16,13 +17,6 @@ ADAPTER_REGIMES = ("lora", "dora", "qlora")
 # method.lora_init -> peft's init_lora_weights: PiSSA (exact SVD of each target weight),
 # OLoRA (a QR factor); both move the decomposed part out of the base weight
 LORA_INIT = {"default": True, "pissa": "pissa", "olora": "olora"}
-# Families peft 0.21 has no IA3 default for: the same roles (K/V and the FFN's output
-# projection, scaled on its input) under each family's names.
-IA3_FALLBACK = {
-    "phi3": (["qkv_proj", "down_proj"], ["down_proj"]),
-}
-IA3_ATTENTION = (("k_proj", "v_proj"), ("qkv_proj",), ("query_key_value",), ("c_attn",), ("Wqkv",))
-IA3_FFN_OUT = ("down_proj", "dense_4h_to_h", "fc2", "c_proj", "w2", "fc_out")
 
 
 def _model_type(model) -> str:
@@ -76,29 +70,19 @@ def lora_targets(method_spec, model=None) -> dict:
 
 def ia3_targets_for(method_spec, model=None) -> tuple[list[str], list[str]]:
     """(target_modules, feedforward_modules) for IA3: method.target_modules when named,
-    else peft's default for the family; both kept to the names the model has."""
-    from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as PEFT_FF,
-                                      TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as PEFT_TARGETS)
-
+    else peft's default for the family; both kept to the names the model has. The table
+    and rule are studio.estimate.ia3's, which the estimate counts with too."""
     kind = _model_type(model)
     names = _requested(method_spec)
     if model is None:
-        targets = names or PEFT_TARGETS["llama"]
-        return list(targets), [t for t in targets if t in PEFT_FF["llama"] or t in IA3_FFN_OUT]
-    have = linear_names(model)
+        targets = names or family_defaults("llama")[0]
+        return list(targets), [t for t in targets if t in IA3_FFN_OUT or t in family_defaults("llama")[1]]
     if names is not None:
         _unknown(names, model, {})
-        return names, [n for n in names if n.rsplit(".", 1)[-1] in IA3_FFN_OUT]
-    targets, feedforward = IA3_FALLBACK.get(kind, (PEFT_TARGETS.get(kind), PEFT_FF.get(kind)))
-    targets = [t for t in (targets or []) if _has(have, t)]
-    if not any(t.rsplit(".", 1)[-1] not in IA3_FFN_OUT for t in targets):
-        targets += next((list(g) for g in IA3_ATTENTION if all(_has(have, n) for n in g)), [])
-    if not any(t.rsplit(".", 1)[-1] in IA3_FFN_OUT for t in targets):
-        targets += [n for n in IA3_FFN_OUT if _has(have, n)][:1]
+    targets, feedforward = ia3_modules(kind, linear_names(model), method_spec.target_modules)
     if not targets:
         raise ValueError(f"method.regime: ia3 found no attention or feed-forward layers it knows in this {kind} "
                          "model; name them in method.target_modules")
-    feedforward = [t for t in targets if t in (feedforward or []) or t.rsplit(".", 1)[-1] in IA3_FFN_OUT]
     return targets, feedforward
 
 
