@@ -148,6 +148,34 @@ class MethodSpec:
 
 
 @dataclass
+class FederationSpec:
+    """Federated fine-tuning through Flower (#24): clients train on their own data and send
+    only parameter updates; the server averages them (FedAvg, or FedProx) each round."""
+
+    enabled: bool = False
+    clients: int = 0  # 0: one client per data source; N > 0: N shards of the one source
+    rounds: int = 5
+    local_steps: int = 10  # optimizer steps each client takes per round
+    client_fraction: float = 1.0  # share of the clients sampled each round
+    strategy: str = "fedavg"  # fedavg | fedprox
+    proximal_mu: float = 0.01  # fedprox: weight of (mu/2)*||w - w_global||^2
+    address: str = "127.0.0.1:0"  # the server's host:port (0: a free port); clients connect here
+
+
+@dataclass
+class DecentralizedSpec:
+    """Decentralized training through hivemind (#24): peers train on their own data and
+    average parameters with each other through a DHT every `average_every` local steps."""
+
+    enabled: bool = False
+    peers: int = 3  # peer processes started here, each on its own shard of the data
+    average_every: int = 10  # K: local steps between averaging rounds
+    host: str = "127.0.0.1"  # address the peers listen on (loopback here)
+    initial_peers: str = ""  # comma-separated multiaddrs of a running DHT to join
+    averaging_timeout: float = 30.0  # seconds an averaging round may take before a peer goes on alone
+
+
+@dataclass
 class TrainSpec:
     max_steps: int = 200
     epochs: float = 1.0  # used only when max_steps <= 0
@@ -189,6 +217,8 @@ class TrainSpec:
     group_by_length: bool = False  # batches of similar length (less padding)
     torch_compile: str = "off"  # off | on | auto (on for GPU runs long enough to repay the compile)
     tf32: bool = True  # TF32 matmuls on GPUs that have them (ignored elsewhere)
+    federation: FederationSpec = field(default_factory=FederationSpec)  # #24, studio.scaleout
+    decentralized: DecentralizedSpec = field(default_factory=DecentralizedSpec)
 
 
 @dataclass
@@ -648,6 +678,7 @@ def validate_train(t: TrainSpec) -> list[Problem]:
         elif t.num_processes * t.nnodes > 1:
             add("on_divergence", "rollback works in one process; use stop with several processes")
     problems += speed_problems(t)
+    problems += scaleout_problems(t)
     return problems
 
 
@@ -682,4 +713,36 @@ def speed_problems(t: TrainSpec) -> list[Problem]:
         from studio.hardware import speed_refusals
 
         problems += [Problem(f, msg) for f, msg in speed_refusals(t)]
+    return problems
+
+
+def scaleout_problems(t: TrainSpec) -> list[Problem]:
+    """train.federation / train.decentralized (#24): numbers in range, one mode at a time."""
+    problems: list[Problem] = []
+    fed, dec = t.federation, t.decentralized
+    add = lambda f, msg: problems.append(Problem(f, msg))  # noqa: E731
+    if fed.enabled and dec.enabled:
+        add("train.decentralized.enabled", "federated and decentralized are exclusive; turn one off")
+    if fed.enabled:
+        if fed.clients < 0 or fed.clients == 1:
+            add("train.federation.clients", "0 (one client per data source) or at least 2 shards")
+        for name in ("rounds", "local_steps"):
+            if getattr(fed, name) < 1:
+                add(f"train.federation.{name}", "must be at least 1")
+        if not 0 < fed.client_fraction <= 1:
+            add("train.federation.client_fraction", "must be in (0, 1], e.g. 1.0 for every client each round")
+        _choice(add, "train.federation.strategy", fed.strategy, ("fedavg", "fedprox"))
+        if fed.proximal_mu < 0:
+            add("train.federation.proximal_mu", "must be zero or positive, e.g. 0.01")
+        if t.num_processes * t.nnodes > 1:
+            add("train.num_processes", "federated clients run one process each; set num_processes: 1")
+    if dec.enabled:
+        if dec.peers < 1:
+            add("train.decentralized.peers", "must be at least 1 (peers started on this machine)")
+        if dec.average_every < 1:
+            add("train.decentralized.average_every", "must be at least 1 local step")
+        if not dec.averaging_timeout > 0:
+            add("train.decentralized.averaging_timeout", "must be positive seconds, e.g. 30")
+        if t.num_processes * t.nnodes > 1:
+            add("train.num_processes", "each peer is one process; set num_processes: 1")
     return problems

@@ -166,6 +166,11 @@ def main(argv: list[str]) -> int:
 
     run_dir = Path(argv[0]).resolve()
     spec = RunSpec.load(run_dir / "spec.yaml")
+    if spec.train.federation.enabled or spec.train.decentralized.enabled:
+        from studio.scaleout.env import has_engines, python
+
+        if not has_engines():  # flwr/hivemind live in .venv-scaleout (#24): same pid and group
+            os.execv(python(), [python(), "-m", "studio.worker", str(run_dir)])
     skipped = skip_imports.for_run(spec)  # before anything imports peft/transformers
     keep_freed_memory()
     apply_memory_limit()
@@ -238,7 +243,12 @@ def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
             should_stop=lambda: stop_request(run_dir) is not None,
             extras={"on_data": (lambda bundle: report_data(run_dir, bundle)) if lead else (lambda bundle: None)},
         )
-        method(spec.method.name).load().train(ctx)
+        if spec.train.federation.enabled or spec.train.decentralized.enabled:
+            from studio import scaleout  # Flower / hivemind (#24)
+
+            (scaleout.run_federated if spec.train.federation.enabled else scaleout.run_decentralized)(ctx)
+        else:
+            method(spec.method.name).load().train(ctx)
         if lead:
             request = stop_request(run_dir)
             if not finish(run_dir, state="stopped" if request else "completed", ended=time.time(),

@@ -1,0 +1,2 @@
+def scaleout_help(spec):
+    return ''
