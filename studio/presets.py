@@ -39,3 +39,28 @@ def load_run(spec_or_name: str) -> RunSpec:
 def default_spec() -> RunSpec:
     """What the studio opens with: the quickstart recipe."""
     return load_run("quickstart")
+
+
+def model_presets() -> list[dict]:
+    """The presets of published models (presets/models/*.yaml with a `config` section):
+    id (the preset name), title, hub_id (what picking one fills in model.name_or_path),
+    params (the published count), model_type and config (config.json's architecture
+    fields, which the estimate reads for that hub id until the model is in the local hub
+    cache). The studio's own scratch architectures (llama-1b, tiny ...) are not listed."""
+    out = []
+    for name in list_presets("models"):
+        path = ROOT / "models" / f"{name}.yaml"
+        data = read_yaml(path.read_text(), str(path)) or {}
+        if not isinstance(data.get("config"), dict):
+            continue
+        out.append({"id": name, "title": data.get("title", name), "hub_id": data["model"]["name_or_path"],
+                    "params": data.get("published_parameters"), "model_type": data["config"].get("model_type"),
+                    "config": data["config"]})
+    return out
+
+
+def preset_config(hub_id: str) -> dict | None:
+    """The architecture config a model preset holds for `hub_id` (org/name; a revision
+    is ignored: the presets describe the published main branch), else None."""
+    repo = hub_id.strip().partition("@")[0]
+    return next((dict(p["config"]) for p in model_presets() if p["hub_id"] == repo), None)

@@ -112,7 +112,8 @@ def resolve_path(path: str) -> Path | None:
 
 def read_config(name_or_path: str) -> dict:
     """config.json of a model folder, a run directory (its final/), an adapter folder (its
-    base's), a config.json file, or a hub id already in the local cache. Never downloads."""
+    base's), a config.json file, a hub id already in the local cache, or (not cached) the
+    hub id of a model preset (presets/models). Never downloads."""
     found = resolve_path(name_or_path)
     if found is not None and found.is_file():
         return json.loads(found.read_text())
@@ -130,6 +131,11 @@ def read_config(name_or_path: str) -> dict:
     cached = cached_config(name_or_path) if looks_like_id(name_or_path) else None  # org/name[@revision]
     if cached is not None:
         return cached
+    from studio.presets import preset_config
+
+    preset = preset_config(name_or_path) if looks_like_id(name_or_path) else None  # presets/models: no download
+    if preset is not None:
+        return preset
     raise EstimateError(f"model.name_or_path: '{name_or_path}' is not a local folder and its config is not in "
                         "the local hub cache; download the model once (or its config.json alone: "
                         "studio.hub.fetch_config), or give a folder")

@@ -51,7 +51,10 @@ def load_source(source: str):
     if path is None and preset.is_file():
         path = preset
     if path is not None and path.is_file() and path.suffix in (".yaml", ".yml"):
-        return RunSpec.from_dict(yaml.safe_load(path.read_text()) or {}), None, False
+        data = yaml.safe_load(path.read_text()) or {}
+        if path.resolve().parent == PRESET_DIR.resolve():  # a model preset: its model section is the spec
+            data = {"model": data.get("model", data)}
+        return RunSpec.from_dict(data), None, False
     if path is not None and path.is_dir() and (path / "spec.yaml").is_file():
         spec = RunSpec.load(path / "spec.yaml")
         try:
