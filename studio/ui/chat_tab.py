@@ -69,9 +69,30 @@ class Handlers:
             raise gr.Error(f"Could not load {name}: {detail}") from None
 
     def loaded_summary(self) -> str:
+        """The server's model cache: one for every browser session, so it says so."""
         items = [self.cache.peek(k) for k in self.cache.loaded()]
         lines = [f"- {x.describe(show_path=self.allowed is None)}" for x in items if x is not None]
-        return "**Loaded:**\n" + "\n".join(lines) if lines else "No model loaded."
+        head = "**Models in memory on this server** (shared by every browser session):\n"
+        return head + "\n".join(lines) if lines else ("No model in memory on this server yet (shared by every "
+                                                       "browser session); a model loads with Load or on the "
+                                                       "first message.")
+
+    def side_status(self, source) -> str:
+        """This page's picked model and whether it is in memory now (never another event's
+        leftover text: recomputed after every load, unload and chat)."""
+        source = (source or "").strip() if isinstance(source, str) else ""
+        if not source:
+            return ""
+        if self.allowed is not None and source not in self.allowed:
+            return ""
+        key = self.allowed[source] if self.allowed is not None else source
+        try:
+            loaded = self.cache.peek(key, self.runs_dir)
+        except Exception:  # noqa: BLE001 - an unknown name is simply not loaded
+            loaded = None
+        if loaded is None:
+            return f"`{source}`: not loaded yet (loads with Load or on the first message)."
+        return f"`{source}`: loaded on {loaded.device}."
 
     # -- load / unload (not in demo mode) ------------------------------------------
     def load(self, source, device, force=False):
@@ -94,21 +115,30 @@ class Handlers:
 
     def unload(self, source):
         self.cache.unload(source or None, self.runs_dir)
-        return ("Unloaded." if source else "All models unloaded."), self.loaded_summary()
+        return ("Unloaded." if source else "All models unloaded from this server."), self.loaded_summary()
 
     # -- chat ------------------------------------------------------------------------
-    def respond(self, source, history, message, system, temperature, top_p, top_k, max_new, rep):
-        """Stream a reply to `message` into `history` (messages format)."""
+    def respond(self, source, history, message, system, temperature, top_p, top_k, max_new, rep, primary=False):
+        """Stream a reply to `message` into `history` (messages format); `primary` is the
+        left column, which must have a model."""
         history = list(history or [])
-        if not source:  # the comparison column is optional
+        if not source and not primary:  # the comparison column is optional
             yield history
             return
+        if not source:  # said, and the message stays in the box (the clearing step runs on success only)
+            raise gr.Error("Choose a model first: pick a finished run (or type a model folder) in 'Model' "
+                           "above, then press Send again. Your message is kept.")
         self.check(source)  # before anything else: demo mode serves its models only
         message = (message or "").strip()
         if not message:
             raise gr.Error("Type a message first.")
         history.append(to_display(from_display({"role": "user", "content": message})))
         yield from self._generate(source, history, system, temperature, top_p, top_k, max_new, rep)
+
+    def respond_left(self, source, history, message, system, temperature, top_p, top_k, max_new, rep):
+        """The left column's reply: it needs a model (the comparison column does not)."""
+        yield from self.respond(source, history, message, system, temperature, top_p, top_k, max_new, rep,
+                                primary=True)
 
     def regenerate(self, source, history, system, temperature, top_p, top_k, max_new, rep):
         """Drop the last reply and generate it again."""
@@ -182,13 +212,16 @@ def _column(label: str, suffix: str, choices, demo_only: bool):
     return widgets
 
 
-def build(cache: ModelCache, settings, demo_only: bool) -> list:
-    """The Chat tab; returns the two model pickers (refreshed when the tab opens)."""
+def build(cache: ModelCache, settings, demo_only: bool) -> dict:
+    """The Chat tab; returns its widgets for wire() (the two model pickers, the status
+    refresh)."""
     runs_dir = settings.runs_dir
     allowed = demo_names(settings.demo_models) if demo_only else None
     choices = list(allowed) if demo_only else model_choices(runs_dir)
     h = Handlers(cache, runs_dir, settings.trust_remote_code, allowed)
     private = "private"
+    # which models are in memory, at the top: the first thing a person looks for on Chat
+    loaded_md = None if demo_only else gr.Markdown("", elem_id="chat-loaded")
     with gr.Row():
         with gr.Column():
             a = _column("Model (run, folder or hub id)", "", choices, demo_only)
@@ -213,31 +246,36 @@ def build(cache: ModelCache, settings, demo_only: bool) -> list:
     gen = [system, temperature, top_p, top_k, max_new, rep]
 
     ev = []
-    for side, api in ((a, "chat"), (b, "chat_compare")):
-        ev.append(send.click(h.respond, [side["model"], side["bot"], msg] + gen, side["bot"], api_name=api))
-        ev.append(msg.submit(h.respond, [side["model"], side["bot"], msg] + gen, side["bot"],
+    for side, api, fn in ((a, "chat", h.respond_left), (b, "chat_compare", h.respond)):
+        ev.append(send.click(fn, [side["model"], side["bot"], msg] + gen, side["bot"], api_name=api))
+        ev.append(msg.submit(fn, [side["model"], side["bot"], msg] + gen, side["bot"],
                              api_visibility=private))
         ev.append(regen.click(h.regenerate, [side["model"], side["bot"]] + gen, side["bot"],
                               api_visibility=private))
-    for e in ev[:2]:
-        e.then(lambda: "", None, msg, api_visibility=private)
+    for e in ev[:2]:  # on success only: a refused message stays in the box
+        e.success(lambda: "", None, msg, api_visibility=private)
     stop.click(None, None, None, cancels=ev, api_visibility=private)
     clear.click(lambda: ([], []), None, [a["bot"], b["bot"]], api_visibility=private)
 
     if demo_only:
-        return [a["model"], b["model"]]
+        return {"pickers": [a["model"], b["model"]]}
 
-    loaded_md = gr.Markdown(h.loaded_summary(), elem_id="chat-loaded")
-    unload_btn = gr.Button("Unload all models", elem_id="chat-unload")
+    unload_btn = gr.Button("Unload all models", elem_id="chat-unload", size="sm")
+    # every status is recomputed from the cache after anything that can change it, so a
+    # page never keeps an older event's text (or another session's at build time)
+    show = dict(fn=lambda sa, sb: (h.loaded_summary(), h.side_status(sa), h.side_status(sb)),
+                inputs=[a["model"], b["model"]], outputs=[loaded_md, a["status"], b["status"]],
+                api_visibility=private)
     for e in ev:  # a chat loads its model lazily: show it in the list afterwards
-        e.then(h.loaded_summary, None, loaded_md, api_visibility=private)
-    for side in (a, b):
+        e.then(**show)
+    for side, other in ((a, b), (b, a)):
         io = dict(inputs=[side["model"], side["device"]], outputs=[side["status"], side["confirm"], loaded_md],
                   api_visibility=private)
-        side["load"].click(h.load, **io)
-        side["cpu"].click(h.load_cpu, **io)
-        side["anyway"].click(h.load_anyway, **io)
-    unload_btn.click(lambda: h.unload(None), None, [a["status"], loaded_md], api_visibility=private)
+        for button, fn in ((side["load"], h.load), (side["cpu"], h.load_cpu), (side["anyway"], h.load_anyway)):
+            # a load can change what the other column's model is (the same source, or evicted)
+            button.click(fn, **io).then(h.side_status, other["model"], other["status"], api_visibility=private)
+        side["model"].change(**show)
+    unload_btn.click(lambda: h.unload(None), None, [a["status"], loaded_md], api_visibility=private).then(**show)
 
     with gr.Accordion("Prompt set: both models, one prompt per line", open=False):
         prompts = gr.Textbox(lines=5, label="prompts", elem_id="chat-prompts")
@@ -257,4 +295,15 @@ def build(cache: ModelCache, settings, demo_only: bool) -> list:
         export_btn = gr.Button("Export", elem_id="export-run")
         export_out = gr.Markdown("", elem_id="export-status")
     export_btn.click(h.export, [a["model"], out_name, merge, repo, gguf], export_out, api_visibility=private)
-    return [a["model"], b["model"]]
+    return {"pickers": [a["model"], b["model"]], "show": show}
+
+
+def wire(demo: gr.Blocks, widgets: dict, tab: gr.Tab, settings) -> None:
+    """Opening the tab offers the runs finished since, and shows this page's statuses;
+    so does the page load (never the values computed when the app was built)."""
+    pickers = widgets["pickers"]
+    tab.select(lambda: [gr.update(choices=model_choices(settings.runs_dir))] * 2, None, pickers,
+               api_visibility="private")
+    if "show" in widgets:
+        tab.select(**widgets["show"])
+        demo.load(**widgets["show"])

@@ -7,11 +7,8 @@ the preview handler only, so importing this module stays light.
 """
 from __future__ import annotations
 
-import filecmp
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -27,7 +24,7 @@ PREVIEW_PATHS = ["data.sources", "data.mixing", "data.stopping_strategy", "data.
 # Changes that refresh the preview by themselves (when auto-refresh is on).
 REFRESH_ON = ["data.sources", "data.mixing", "data.stopping_strategy", "data.seed", "data.max_rows",
               "method.name", "model.max_seq_len", "model.tokenizer", "model.source", "model.name_or_path"]
-UPLOAD_LIMIT_ENV = "STUDIO_MAX_UPLOAD_MB"
+UPLOAD_LIMIT_ENV = "STUDIO_MAX_UPLOAD_MB"  # as studio.data.uploads
 DEFAULT_UPLOAD_MB = 200
 SAMPLE_CHARS = 300  # of each sampled row shown in the table
 SOURCES_INFO = ("One source per line: `path or hub name | subset | weight` (subset and weight optional). "
@@ -96,53 +93,44 @@ def append_source(text: str, path: str) -> tuple[str, int]:
     return (body + "\n" if body else "") + path, len(source_line_numbers(text))
 
 
-# -- uploads -------------------------------------------------------------------------------
+# -- uploads (the policy is studio.data.uploads; these keep the tab's public names) ----------
 
 
 def upload_limit_bytes() -> int:
-    try:
-        mb = float(os.environ.get(UPLOAD_LIMIT_ENV) or DEFAULT_UPLOAD_MB)
-    except ValueError:
-        mb = DEFAULT_UPLOAD_MB
-    return int(mb * 1_000_000)
+    from studio.data.uploads import upload_limit_bytes as limit
+
+    return limit()
 
 
 def safe_name(name: str) -> str:
-    """A file name safe to create in the uploads folder: no folders, no odd characters,
-    a data-file suffix the readers know."""
-    from studio.data import DataError
-    from studio.data.sources import FILE_SUFFIXES
+    from studio.data.uploads import safe_name as safe
 
-    base = Path(str(name).replace("\\", "/")).name
-    suffix = Path(base).suffix.lower()
-    if suffix not in FILE_SUFFIXES:
-        raise DataError("upload", f"'{base}' is not a data file; upload one of {', '.join(FILE_SUFFIXES)}")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(base).stem).strip("._-")[:80] or "upload"
-    return stem + suffix
+    return safe(name)
 
 
-def save_upload(tmp_path: str, original_name: str | None = None) -> Path:
-    """Copy an uploaded file into studio.data.uploads_dir(); an identical file already
-    there is reused, a different one with the same name gets a -2, -3 ... suffix."""
-    from studio.data import DataError, uploads_dir
+def save_upload(tmp_path: str, original_name: str | None = None, runs_dir=None) -> Path:
+    from studio.data.uploads import save_upload as save
 
-    src = Path(tmp_path)
-    name = safe_name(original_name or src.name)
-    size, limit = src.stat().st_size, upload_limit_bytes()
-    if size > limit:
-        raise DataError("upload", f"'{name}' is {size / 1e6:.1f} MB, over the {limit / 1e6:g} MB upload limit; "
-                        f"put it under a data folder and add that to STUDIO_DATA_ROOTS, or raise {UPLOAD_LIMIT_ENV}")
-    folder = uploads_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    stem, suffix = Path(name).stem, Path(name).suffix
-    dest, k = folder / name, 2
-    while dest.exists() and not filecmp.cmp(src, dest, shallow=False):
-        dest, k = folder / f"{stem}-{k}{suffix}", k + 1
-    if not dest.exists():
-        part = dest.with_name(dest.name + ".part")  # never leave half a file under the real name
-        shutil.copyfile(src, part)
-        os.replace(part, dest)
-    return dest
+    return save(tmp_path, original_name, runs_dir)
+
+
+def upload_share(text: str, index: int) -> str:
+    """The blend share the new source `index` gets at its weight, with a suggested weight
+    when that is far above its size's share ("" when it cannot be counted)."""
+    from studio.data import DataError, inspect_source, parse_source_lines
+    from studio.data.uploads import share_note
+
+    try:
+        sources = parse_source_lines(text)
+        rows = [inspect_source(src, i).get("ok") if src.kind != "hub" else None for i, src in enumerate(sources)]
+    except (DataError, OSError, ValueError):
+        return ""
+    if not 0 <= index < len(sources) or not rows[index]:
+        return ""
+    order = [i for i in range(len(sources)) if i != index] + [index]  # share_note: the new one last
+    others = [rows[i] for i in order[:-1]]
+    other_rows = sum(others) if all(isinstance(r, int) for r in others) else None
+    return share_note(Path(sources[index].path).name, rows[index], [sources[i].weight for i in order], other_rows)
 
 
 def display_path(path: Path) -> str:
@@ -347,10 +335,11 @@ def _rows_update(rows, headers):
 # -- the tab ---------------------------------------------------------------------------------
 
 
-def build(spec) -> dict:
-    from studio.data import FORMATS
+def build(spec, settings=None) -> dict:
+    from studio.data import FORMATS, uploads_dir
     from studio.data.sources import FILE_SUFFIXES
 
+    runs_dir = getattr(settings, "runs_dir", None)
     fields = form.widgets(spec, PATHS[:1], info=SOURCES_INFO)
     sources = fields["data.sources"]
     with gr.Row():
@@ -361,6 +350,8 @@ def build(spec) -> dict:
         fmt = gr.Dropdown(choices=[("auto (detect)", "auto")] + [(f"{k}: {f.title}", k) for k, f in FORMATS.items()],
                           value="auto", label="format of this source", elem_id="data-format", scale=3,
                           info="overrides detection; written as format=… on its line")
+    gr.Markdown(f"Uploads are stored in `{uploads_dir(runs_dir)}` (beside the runs folder).",
+                elem_id="data-uploads-dir")
     inspected = gr.Markdown("Pick a source, or upload a file, to see its format, rows and bad rows.",
                             elem_id="data-inspect")
     with gr.Accordion("Mixing", open=True):
@@ -385,11 +376,14 @@ def build(spec) -> dict:
         if not file:
             return gr.update(), gr.update(), gr.update(), gr.update()
         try:
-            path = save_upload(file if isinstance(file, str) else getattr(file, "name", str(file)))
+            path = save_upload(file if isinstance(file, str) else getattr(file, "name", str(file)),
+                               runs_dir=runs_dir)
         except (DataError, OSError) as exc:
             return gr.update(), gr.update(), _error_md(exc), gr.update()
         text, index = append_source(text, display_path(path))
         md, current = inspect_at(text, index)
+        share = upload_share(text, index)  # a tiny file at weight 1 can be half the blend: say so
+        md = f"Saved as `{path}`.\n\n" + (f"ℹ️ {share}\n\n" if share else "") + md
         return text, gr.update(choices=source_choices(text), value=index), md, current
 
     upload.upload(on_upload, [upload, sources], [sources, picker, inspected, fmt], api_visibility="private")
