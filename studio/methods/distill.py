@@ -125,16 +125,41 @@ def train(ctx: TrainContext) -> None:
         raise ValueError(f"method.teacher: the teacher predicts {teacher_vocab} tokens and the student {student_vocab}; "
                          "build the student with the teacher's vocabulary (model.vocab_size empty)")
     spec = ctx.spec
-    has_generation_marks = common.has_generation_marks(tokenizer)
+    train_ds, eval_ds = _assistant_only(data, tokenizer, spec)
     args = common.make_config(
-        SFTConfig, ctx, data.eval,
-        max_length=spec.model.max_seq_len,
+        SFTConfig, ctx, eval_ds,
+        # tokenised, labelled and cut rows (conversations) leave trl only the packing
+        max_length=spec.model.max_seq_len if spec.data.packing or train_ds is data.train else None,
         packing=spec.data.packing,
-        assistant_only_loss=spec.data.assistant_only_loss and has_generation_marks and data.kind == "conversation",
-        dataset_num_proc=map_procs(data.train),
+        dataset_num_proc=map_procs(train_ds),
     )
     trainer = make_trainer_class()(
-        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, processing_class=tokenizer,
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         callbacks=ctx.callbacks, teacher=teacher, temperature=spec.method.distill_temperature,
         alpha=spec.method.distill_alpha, **common.optimizer_kwargs(ctx))
     common.train_and_save(ctx, trainer, tokenizer)
+
+
+def _assistant_only(data, tokenizer, spec):
+    """(train, eval) with the loss on the assistant's tokens only, for conversations: the
+    mask SFT takes (studio.data.chat_mask: generation marks, or prefix rendering for a
+    template without them, said in train.log), and a template where neither finds the
+    assistant refused. It once fell back to the whole conversation, system prompt
+    included, without a word. Text, or assistant_only_loss off: the rows as they are."""
+    from studio.data.chat_mask import FIELD, MaskError
+    from studio.data.errors import DataError
+    from studio.methods.sft import _say_trained, loss_mask
+    from studio.methods.sft_tokens import drop_untrained, tokenise_chats
+
+    if data.kind != "conversation" or not spec.data.assistant_only_loss:
+        return data.train, data.eval
+    how = loss_mask(tokenizer, spec)
+    block = spec.model.max_seq_len
+    try:
+        train_ds = tokenise_chats(data.train, tokenizer, block, True, how=how)
+        eval_ds = tokenise_chats(data.eval, tokenizer, block, True, how=how) if data.eval is not None else None
+    except MaskError as exc:  # a row the template renders unlike the probe: refused, not trained whole
+        raise DataError(FIELD, f"{exc}. Fix or remove that row, or set {FIELD}: false to train on every token") from exc
+    train_ds = drop_untrained(train_ds)
+    _say_trained(train_ds, how)
+    return train_ds, eval_ds
