@@ -1,0 +1,49 @@
+"""Decentralized training on hivemind (#24): 3 peers on shards of one source average
+through a loopback DHT; one peer is killed mid-run and the other two finish, averaging
+in a group of two, with one metrics stream and a final adapter that loads."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.scaleout_cases import adapter, finished, needs_engines, scaleout_spec, start_worker, tiny_base
+
+ARITH = "assets/data/arith_sft_train.jsonl"
+
+
+@needs_engines
+@pytest.mark.slow
+def test_three_peers_one_killed_midrun(tmp_path):
+    base = tiny_base(tmp_path / "base")
+    steps, k = 10, 2
+    spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
+        "enabled": True, "peers": 3, "average_every": k, "averaging_timeout": 10}}, name="dec", max_rows=300)
+    run_dir, proc = start_worker(spec, tmp_path / "runs")
+    peers = run_dir / "peers"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # the victim has averaged once with the others
+        lines = (peers / "peer-2.jsonl").read_text().splitlines() if (peers / "peer-2.jsonl").exists() else []
+        if lines:
+            break
+        assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+        time.sleep(0.2)
+    os.kill(int((peers / "peer-2.pid").read_text()), signal.SIGKILL)
+    records = finished(run_dir, proc)
+
+    def series(peer, key):
+        return [(r["step"], r[f"peer/{peer}/{key}"]) for r in records if f"peer/{peer}/{key}" in r]
+
+    for survivor in ("0", "1"):
+        groups = series(survivor, "group_size")
+        assert groups[0] == (k, 3)  # all three averaged first
+        assert groups[-1] == (steps, 2)  # the two survivors went on averaging together
+    assert series("2", "loss")[-1][0] < steps  # the killed peer stopped early
+    assert not (peers / "peer-2" / "final").exists()
+    final = adapter(run_dir / "final")
+    assert any("lora_B" in name and t.abs().sum() > 0 for name, t in final.items())
+    from studio.inference import load
+
+    load(str(run_dir / "final"), device="cpu")
