@@ -1,5 +1,5 @@
 # The two commands of the README. Each does its own setup first (idempotent).
-.PHONY: run test test-truth test-matrix setup
+.PHONY: run test test-truth test-matrix setup setup-scaleout
 
 run:
 	bash scripts/setup.sh
@@ -33,3 +33,6 @@ gpu-check:
 
 gpu-wheels:
 	bash bench/gpu_wheels.sh bench/wheels
+
+setup-scaleout:
+	bash scripts/setup_scaleout.sh

@@ -52,3 +52,18 @@ def test_three_client_flower_run(tmp_path):
     scorer = LocalTrainer(RunSpec.load(run_dir / "spec.yaml"), need_train=False)
     scorer.model = loaded.model
     assert math.isclose(scorer.eval_loss(), losses[-1], rel_tol=1e-4)  # final/ is the last global model
+
+
+def test_scaleout_help_names_this_run_and_privacy():
+    import sys
+
+    from studio.scaleout import scaleout_help
+
+    spec = RunSpec.from_dict({"data": {"sources": [{"path": "a.jsonl"}, {"path": "b.jsonl"}]},
+                              "method": {"regime": "lora"},
+                              "train": {"federation": {"enabled": True, "rounds": 7, "strategy": "fedprox"}}})
+    text = scaleout_help(spec)
+    assert "federated, 2 clients (one per data source), 7 rounds" in text and "fedprox" in text
+    assert "no secure aggregation" in text and "studio.scaleout.federated client" in text
+    assert "Each round it sends and receives about" in text
+    assert "flwr" not in sys.modules and "hivemind" not in sys.modules
