@@ -46,6 +46,11 @@ class ModelSpec:
     positional_encoding: str = "rope"
     rope_theta: float = 10000.0
     yarn_factor: float | None = None  # required when positional_encoding == "yarn"
+    # pretrained, trained past its native context: linear | dynamic | yarn | llama3, the
+    # context multiple, and the native context (empty: the config's max_position_embeddings)
+    rope_scaling: str | None = None
+    rope_factor: float | None = None
+    rope_original_context: int | None = None
     attention: str = "gqa"
     norm: str = "rmsnorm"
     activation: str = "swiglu"
@@ -450,7 +455,10 @@ def validate_model(m: ModelSpec) -> list[Problem]:
     if m.source == "pretrained":
         if not m.name_or_path.strip():
             add("name_or_path", "give a hub id (org/name), a local model folder, or a run directory")
-        return problems
+        return problems + _rope_scaling_problems(m)
+    if m.rope_scaling:
+        add("rope_scaling", "scales an existing model's context; a scratch model sets positional_encoding: yarn "
+                            "and yarn_factor instead")
     if not m.tokenizer.strip():
         add("tokenizer", f"give a tokenizer folder or hub id, e.g. {DEFAULT_TOKENIZER}")
     _choice(add, "positional_encoding", m.positional_encoding, POSITIONAL_ENCODINGS)
@@ -486,6 +494,37 @@ def validate_model(m: ModelSpec) -> list[Problem]:
         add("sliding_window", "must be a positive number of tokens, or empty for full attention")
     if m.norm_eps <= 0 or m.norm_eps > 0.1:
         add("norm_eps", "must be a small positive number, e.g. 1e-6")
+    return problems
+
+
+def _rope_scaling_problems(m: ModelSpec) -> list[Problem]:
+    """model.rope_scaling / rope_factor / rope_original_context of a pretrained model; the
+    family is checked when its config can be read here (else when it loads)."""
+    from studio.estimate.rope import ROPE_SCALINGS, family_problem
+
+    problems: list[Problem] = []
+    add = lambda f, msg: problems.append(Problem("model." + f, msg))  # noqa: E731
+    if not m.rope_scaling:
+        if m.rope_factor is not None or m.rope_original_context is not None:
+            add("rope_scaling", f"rope_factor/rope_original_context need a type: one of {', '.join(ROPE_SCALINGS)}")
+        return problems
+    _choice(add, "rope_scaling", m.rope_scaling, ROPE_SCALINGS)
+    if m.rope_factor is None or not m.rope_factor > 1.0:
+        add("rope_factor", "give the context multiple above 1, e.g. 2.0 to train at twice the native context")
+    if m.rope_original_context is not None and m.rope_original_context < 1:
+        add("rope_original_context", "must be a positive number of tokens, or empty for the config's "
+                                      "max_position_embeddings")
+    if problems:
+        return problems
+    from studio.estimate.config import EstimateError, read_config
+
+    try:
+        config = read_config(m.name_or_path)
+    except (EstimateError, OSError, ValueError):
+        return problems  # not readable here: studio.model.load checks it when the model loads
+    why = family_problem(config, m.rope_scaling)
+    if why:
+        add("rope_scaling", why)
     return problems
 
 

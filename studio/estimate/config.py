@@ -90,7 +90,9 @@ def as_config(model, vocab_size: int | None = None) -> dict:
         return model
     if hasattr(model, "positional_encoding"):  # a ModelSpec
         if model.source == "pretrained":
-            return read_config(model.name_or_path)
+            from studio.estimate.rope import scaled_config
+
+            return scaled_config(read_config(model.name_or_path), model)  # the context it trains at
         return spec_config(model, vocab_size)
     if hasattr(model, "to_dict"):  # a transformers PretrainedConfig
         return model.to_dict()

@@ -30,6 +30,8 @@ def _report(inv: Inventory, model_part, method_spec, train_spec, device_memory_g
         "memory_bytes": {k: memory[k] for k in ("weights", "gradients", "optimizer", "activations", "total")},
         "kv_cache_bytes": memory["kv_cache"], "settings": memory["settings"],
         "flops_per_token": flops_per_token(inv, memory["settings"]["seq_len"], method_spec),
+        # the context the model is trained for: with model.rope_scaling, the scaled one
+        "context_tokens": inv.info.get("max_position"),
         **{k: memory[k] for k in ("device_memory_bytes", "fits", "headroom_bytes") if k in memory},
     }
 

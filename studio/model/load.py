@@ -195,6 +195,8 @@ def _from_pretrained(where: str, model_spec, quant, dtype, device):
 
     policy.check_remote_code(model_spec.trust_remote_code)  # a hosted worker re-checks the app's refusal
     kwargs = dict(use_safetensors=True, trust_remote_code=model_spec.trust_remote_code)
+    if getattr(model_spec, "rope_scaling", None):
+        kwargs["config"] = rope_scaled_config(where, model_spec)
     if quant is not None:
         kwargs.update(quantization_config=quant, device_map={"": device})
     model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or "auto", **kwargs)
@@ -203,6 +205,28 @@ def _from_pretrained(where: str, model_spec, quant, dtype, device):
     if device == "cpu":
         _avoid_cpu_packing_crash(model)
     return model
+
+
+def rope_scaled_config(where: str, model_spec):
+    """The model's config with model.rope_scaling applied (studio.estimate.rope: the same
+    rope_parameters and context the estimate reads); a family without rotary positions
+    refused, naming the field."""
+    from transformers import AutoConfig
+
+    from studio.estimate.rope import family_problem, scaled_config
+
+    config = AutoConfig.from_pretrained(where, trust_remote_code=model_spec.trust_remote_code)
+    as_dict = config.to_dict()
+    why = family_problem(as_dict, model_spec.rope_scaling)
+    if why:
+        raise ValueError(f"model.rope_scaling: {why}")
+    scaled = scaled_config(as_dict, model_spec)
+    config.rope_parameters = scaled["rope_parameters"]
+    config.max_position_embeddings = scaled["max_position_embeddings"]
+    config.validate_rope()
+    print(f"Rope scaling: {model_spec.rope_scaling} x{model_spec.rope_factor:g}, context "
+          f"{as_dict.get('max_position_embeddings')} -> {config.max_position_embeddings} tokens", flush=True)
+    return config
 
 
 CPU_4BIT_BLOCK = 64  # bitsandbytes' packed CPU 4-bit matmul works in blocks of 64
