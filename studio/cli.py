@@ -58,6 +58,14 @@ def cmd_train(args) -> int:
                       end="", file=sys.stderr, flush=True)
             if st.get("state") in jobs.TERMINAL:
                 break
+            if st.get("state") == "corrupt" and not jobs.worker_pids(run_dir):
+                # a damaged status.json names no pid and no end; with the worker gone
+                # nothing will ever mend it, so say what is known instead of polling on
+                st = jobs.status(run_dir)  # the launcher's reaper may have just recorded the end
+                if st.get("state") == "corrupt":
+                    st["error"] = (f"The run's status is corrupt: {st.get('error')} Its training process "
+                                   "has ended; see train.log for how it went.")
+                    break
             # a status read is ~0.1 ms: polling often costs nothing and returns as soon as
             # the worker ends (a 0.5 s poll added 0.25 s on average to every CLI run)
             time.sleep(0.1)

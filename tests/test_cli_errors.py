@@ -6,10 +6,14 @@ model; `runs delete` on a symlinked run removes the link only (the studio delete
 owns under the runs folder; following the link would delete wherever it points) and
 keeps the target; `max_steps=-5` and its class (negative or zero where impossible,
 numbers that are not finite) are refused naming the field; `studio train X --runs-dir D`
-works as typed."""
+works as typed. `studio train` ends, with the reason, when the worker is gone and its
+status.json is corrupt (it polled forever: corrupt is no end state)."""
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -157,3 +161,39 @@ def test_every_global_option_is_accepted_by_every_subcommand():
         pending.extend(cli._subparsers(sp))
         for option in globals_:
             assert option in sp._option_string_actions, (sp.prog, option)
+
+
+def test_train_ends_when_the_worker_is_gone_and_its_status_is_corrupt(tmp_path, capsys, monkeypatch):
+    """A worker that dies while its status.json is damaged beyond rewriting (here a folder
+    in its place, so neither the worker nor the launcher's reaper can record the end):
+    `studio train` stops polling once no process of the run is left, and says why."""
+    real_start = jobs.start
+
+    def short_worker(run_dir):  # a stand-in worker: its command line names the run, as the real one does
+        return [sys.executable, "-c", "import time; time.sleep(1)", "-m", "studio.worker", str(run_dir)]
+
+    def start_then_damage(run_dir, env=None):
+        proc = real_start(run_dir, env)
+        status = run_dir / "status.json"
+        status.unlink()
+        (status / "x").mkdir(parents=True)
+        return proc
+
+    monkeypatch.setattr(jobs, "worker_command", short_worker)
+    monkeypatch.setattr(jobs, "start", start_then_damage)
+    runs = tmp_path / "runs"
+    result = {}
+    poll = threading.Thread(daemon=True, target=lambda: result.update(
+        code=cli.main(["--runs-dir", str(runs), "train", "quickstart", "--set", "train.max_steps=2"])))
+    poll.start()
+    poll.join(30)
+    if poll.is_alive():  # the old poll: mend the status so its loop ends, then fail
+        status = next(runs.iterdir()) / "status.json"
+        shutil.rmtree(status)
+        jobs.write_status(status.parent, state="failed")
+        poll.join(5)
+        pytest.fail("studio train kept polling a corrupt run whose worker had ended")
+    err = capsys.readouterr().err
+    assert result["code"] == 1
+    assert "The run's status is corrupt: status.json cannot be read (Is a directory)" in err
+    assert "training process has ended" in err
