@@ -242,3 +242,41 @@ def test_several_rewards_are_summed_per_completion(tmp_path):
     reward = make_reward(TrainContext(spec=spec, run_dir=tmp_path))
     scores = reward(completions=["12", "11", "x"], answer=["12", "12", "12"], prompts=["p"] * 3)
     assert scores == pytest.approx([2.0, 0.5, 0.0])
+
+
+def test_a_failed_value_head_write_leaves_no_half_final(tmp_path, monkeypatch):
+    """final/ is written whole or not at all (#17): the value head goes into final/'s
+    temporary folder before the rename, so a write that fails (a full disk) leaves the
+    earlier final/ as it was, value head included, and no final/ without one."""
+    from types import SimpleNamespace
+
+    import safetensors.torch
+    from safetensors.torch import load_file
+
+    from studio.methods import ppo
+    from studio.methods.context import TrainContext
+    from studio.presets import default_spec
+
+    tokenizer = word_tokenizer()
+    policy = tiny_llama(len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    trainer = SimpleNamespace(policy=policy, model=PolicyWithValue(policy))
+    ctx = TrainContext(spec=default_spec(), run_dir=tmp_path)
+    final = ppo.save_policy(ctx, trainer, tokenizer)
+    kept = load_file(str(final / ppo.VALUE_HEAD_FILE))["summary.weight"].clone()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with torch.no_grad():
+        trainer.model.value_head.summary.weight.add_(1.0)  # a later save that would differ
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        ppo.save_policy(ctx, trainer, tokenizer)
+    assert torch.equal(load_file(str(final / ppo.VALUE_HEAD_FILE))["summary.weight"], kept)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final"]  # no temporary folder left
+    monkeypatch.undo()
+    (tmp_path / "other").mkdir()
+    with pytest.raises(OSError):  # a first save that fails: no final/ at all
+        monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+        ppo.save_policy(TrainContext(spec=default_spec(), run_dir=tmp_path / "other"), trainer, tokenizer)
+    assert list((tmp_path / "other").iterdir()) == []

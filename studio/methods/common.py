@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from studio.methods.context import TrainContext
@@ -208,10 +209,11 @@ def train_and_save(ctx: TrainContext, trainer, tokenizer) -> None:
     save_final(ctx, trainer.model, tokenizer)
 
 
-def save_final(ctx: TrainContext, model, tokenizer) -> Path:
+def save_final(ctx: TrainContext, model, tokenizer, extra: Callable[[Path], None] | None = None) -> Path:
     """final/ written whole or not at all: into a temporary sibling, renamed when complete
     (a full disk mid-save leaves no final/ that looks like a model), and never with
-    non-finite weights (a diverged run fails instead of shipping NaNs)."""
+    non-finite weights (a diverged run fails instead of shipping NaNs). `extra(folder)`
+    writes a method's own files (PPO's value head) into the same temporary folder."""
     from studio.divergence import Diverged, first_nonfinite
     from studio.runfiles import atomic_folder
 
@@ -226,4 +228,6 @@ def save_final(ctx: TrainContext, model, tokenizer) -> Path:
         model.save_pretrained(folder, safe_serialization=True, **adapter_save_kwargs(model))
         tokenizer.save_pretrained(folder)
         ctx.spec.save(folder / "studio_spec.yaml")  # how it was made, for chains and the chat tab
+        if extra is not None:
+            extra(folder)
     return ctx.final_dir

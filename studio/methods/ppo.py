@@ -58,14 +58,18 @@ def save_policy(ctx: TrainContext, trainer, tokenizer, folder: Path | None = Non
 
     from studio.methods import common
 
+    def save_value_head(into: Path) -> None:
+        state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.value_head.state_dict().items()}
+        save_file(state, str(into / VALUE_HEAD_FILE))
+
     if folder is None:
-        folder = common.save_final(ctx, trainer.policy, tokenizer)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        trainer.policy.save_pretrained(folder, safe_serialization=True)
-        tokenizer.save_pretrained(folder)
-    state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.value_head.state_dict().items()}
-    save_file(state, str(folder / VALUE_HEAD_FILE))
+        # inside final/'s temporary folder, before the rename: a failed write (a full
+        # disk) leaves no final/ without its value head
+        return common.save_final(ctx, trainer.policy, tokenizer, extra=save_value_head)
+    folder.mkdir(parents=True, exist_ok=True)
+    trainer.policy.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    save_value_head(folder)
     return folder
 
 
