@@ -176,7 +176,13 @@ def main(argv: list[str]) -> int:
     apply_memory_limit()
     launched = "LOCAL_RANK" in os.environ  # a rank of an accelerate/torchrun group
     if rank() != 0:  # extra ranks of a multi-process launch: train, write nothing
-        return run_method(spec, run_dir, lead=False)
+        code = run_method(spec, run_dir, lead=False)
+        if spec.train.node_rank > 0 and os.environ.get("LOCAL_RANK") == "0":
+            # another node's first rank ends that node's own run dir, which has no other
+            # writer (the world's rank 0 writes metrics and final/ on the main node)
+            finish(run_dir, state="completed" if code == 0 else "failed", ended=time.time(),
+                   **({} if code == 0 else {"error": "A process of this node failed: see train.log."}))
+        return code
     signal.signal(signal.SIGTERM, _on_sigterm)
     if os.environ.get(LOCK_HELD_ENV) != "1":
         jobs.write_status(run_dir, state="queued", pid=os.getpid(), pgid=os.getpgrp())
