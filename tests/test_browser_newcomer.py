@@ -186,3 +186,29 @@ def test_uploads_go_beside_the_runs_and_a_tiny_one_shows_its_share(tmp_path, mon
         chooser.value.set_files(str(binary))
         inspected.get_by_text("binary file").first.wait_for(timeout=30_000)
         assert "not .jsonl text" in inspected.inner_text()
+
+
+def test_chat_status_is_this_pages_and_the_cache_is_called_shared(tmp_path, runs):
+    from tests.test_inference import save_tiny_model
+
+    model = save_tiny_model(tmp_path / "tiny")
+    with serve(AppSettings(runs_dir=str(runs))) as url, browser() as b:
+        a = b.new_context().new_page()
+        a.goto(url)
+        a.get_by_role("tab", name="Chat").click()
+        a.locator("#chat-loaded").get_by_text("shared by every browser session").wait_for(timeout=15_000)
+        a.locator("#chat-unload").click()  # leaves 'unloaded' on this page ...
+        picker = a.locator("#chat-model-b input")
+        picker.fill(str(model))
+        picker.press("Enter")
+        a.locator("#chat-load-b").click()  # ... which a load on the other column makes stale
+        a.wait_for_function("document.querySelector('#chat-loaded').innerText.includes('on cpu')", timeout=60_000)
+        a.wait_for_timeout(500)
+        assert "unloaded" not in a.locator("#chat-status").inner_text().lower()
+
+        other = b.new_context().new_page()  # another session: its own (empty) statuses, the shared list
+        other.goto(url)
+        other.get_by_role("tab", name="Chat").click()
+        other.wait_for_function("document.querySelector('#chat-loaded').innerText.includes('on cpu')")
+        assert "shared by every browser session" in other.locator("#chat-loaded").inner_text()
+        assert "Loaded" not in other.locator("#chat-status-b").inner_text()

@@ -54,7 +54,7 @@ def _top_bar() -> dict:
         quick = gr.Button("Start the quickstart", variant="primary", elem_id="quickstart", scale=0, min_width=180)
         dismiss = gr.Button("Dismiss", elem_id="welcome-dismiss", scale=0, min_width=90, size="sm")
     return dict(header=header, to_train=to_train, banner=banner, quick=quick, dismiss=dismiss,
-                seen=gr.Checkbox(False, visible=False))
+                seen=gr.Checkbox(False, visible=False), timer=gr.Timer(train_tab.POLL_SECONDS, active=False))
 
 
 def _wire_top(demo, top: dict, tabs, train: dict, settings) -> None:
@@ -97,13 +97,13 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
         fields: dict = {}
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Model", id="model"):
-                fields.update(model_tab.build(spec))
+                fields.update(model_tab.build(spec, settings))
             with gr.Tab("Data", id="data"):
                 fields.update(data_tab.build(spec, settings))
             with gr.Tab("Method", id="method"):
                 fields.update(method_tab.build(spec))
             with gr.Tab("Train", id="train"):
-                train = train_tab.build_section(demo, fields, spec, settings, top["header"])
+                train = train_tab.build_section(demo, fields, spec, settings, top["header"], top["timer"])
             with gr.Tab("Evaluate", id="evaluate") as evaluate:
                 eval_pickers = eval_tab.build(settings)
             with gr.Tab("Chat", id="chat") as chat:

@@ -302,8 +302,13 @@ def wire(demo: gr.Blocks, widgets: dict, tab: gr.Tab, settings) -> None:
     """Opening the tab offers the runs finished since, and shows this page's statuses;
     so does the page load (never the values computed when the app was built)."""
     pickers = widgets["pickers"]
-    tab.select(lambda: [gr.update(choices=model_choices(settings.runs_dir))] * 2, None, pickers,
-               api_visibility="private")
+    def offer(current):
+        """Newly finished runs; the newest is picked when nothing is (a first chat needs no choosing)."""
+        choices = model_choices(settings.runs_dir)
+        first = gr.update(choices=choices, value=current or (choices[0] if choices else None))
+        return first, gr.update(choices=choices)
+
+    tab.select(offer, pickers[0], pickers, api_visibility="private")
     if "show" in widgets:
         tab.select(**widgets["show"])
         demo.load(**widgets["show"])

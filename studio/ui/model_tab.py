@@ -45,10 +45,20 @@ def elem(name: str) -> str:
 # -- device -------------------------------------------------------------------------------
 
 
-def gpu_choices(found) -> dict[str, tuple[float, float]]:
+def gpu_choices(found, cpu: dict | None = None) -> dict[str, tuple[float, float]]:
+    """Device name -> (memory GB, TFLOPS). Without a GPU, this CPU comes first with its
+    measured speed (studio.cpu_speed), so the estimate speaks of the machine in use."""
     choices = {found[0]: found[1:]} if found else {}
+    if not found and cpu:
+        from studio.hardware import ram_bytes
+
+        choices[cpu_label(cpu)] = (round((ram_bytes() or 0) / GIB, 1), cpu["flops_per_second"] / 1e12)
     choices.update(GPUS)
     return choices
+
+
+def cpu_label(cpu: dict) -> str:
+    return f"CPU: this machine ({cpu['source']})"
 
 
 # -- what the tab shows ---------------------------------------------------------------------
@@ -135,7 +145,9 @@ def verdict_markdown(result: dict, device_gb: float | None, gpu: str, tflops: fl
     line = f"**{fpt / 1e9:.3g} GFLOPs per training token**"
     if tflops and tokens and 0 < util <= 1:
         t = E.estimate_time(tokens, fpt, tflops, util)
-        line += (f"; on {gpu} ({tflops:g} TFLOPS peak) at {util:.0%} utilisation: "
+        where = (f"on this CPU ({gpu.split('(', 1)[-1].rstrip(')')}, {tflops * 1e3:.3g} GFLOP/s)" if gpu.startswith("CPU:")
+                 else f"on {gpu} ({tflops:g} TFLOPS peak)")
+        line += (f"; {where} at {util:.0%} utilisation: "
                  f"about {t['tokens_per_second']:,.0f} tokens/s, so {tokens:,.0f} tokens take **about {human_time(t['seconds'])}**.")
     lines.append(line)
     return "\n\n".join(lines)
@@ -223,7 +235,16 @@ def train_new_tokenizer(sources_text: str, vocab_size, name: str, runs_dir) -> t
 # -- layout ---------------------------------------------------------------------------------
 
 
-def build(spec) -> dict:
+_CPU: dict[int, dict | None] = {}  # id of a built GPU dropdown -> the CPU speed it offers (for wire())
+
+
+def _cpu_speed(settings) -> dict:
+    from studio import cpu_speed
+
+    return cpu_speed.this_cpu(getattr(settings, "runs_dir", None))
+
+
+def build(spec, settings=None) -> dict:
     with gr.Row():
         gr.Dropdown(choices=list_presets("models"), value=None, label="Preset (fills the fields)",
                     elem_id=elem("preset"), interactive=True, scale=1)
@@ -248,14 +269,18 @@ def build(spec) -> dict:
     with gr.Accordion("Size, memory and time", open=True):
         gr.Markdown("", elem_id=elem("summary"))
         found = detected_gpu()
-        gpus = gpu_choices(found)
-        first = found[0] if found else DEFAULT_GPU
+        cpu = None if found else _cpu_speed(settings)
+        gpus = gpu_choices(found, cpu)
+        first = found[0] if found else cpu_label(cpu)
         with gr.Row():
-            gr.Dropdown(choices=list(gpus) + [CUSTOM_GPU], value=first, label="GPU", elem_id=elem("gpu"),
-                        info="detected with nvidia-smi" if found else "no GPU detected here: plan for one")
+            picker = gr.Dropdown(choices=list(gpus) + [CUSTOM_GPU], value=first, label="GPU", elem_id=elem("gpu"),
+                                 info="detected with nvidia-smi" if found else "no GPU here: this CPU's measured speed")
+            _CPU[id(picker)] = cpu
             gr.Number(gpus[first][0], label="device memory (GB)", elem_id=elem("device_gb"))
             gr.Number(gpus[first][1], label="peak TFLOPS (bf16)", elem_id=elem("tflops"))
-            gr.Slider(0.05, 1.0, value=0.4, step=0.05, label="utilisation (MFU)", elem_id=elem("util"))
+            # a run's measured speed already includes utilisation: 1.0 then
+            gr.Slider(0.05, 1.0, value=cpu["utilisation"] if cpu else 0.4, step=0.05, label="utilisation (MFU)",
+                      elem_id=elem("util"))
             gr.Number(1e9, label="tokens to train", elem_id=elem("tokens"))
         gr.Plot(elem_id=elem("memory_bar"), label="Memory", show_label=False)
         gr.Markdown("", elem_id=elem("verdict"))
@@ -274,7 +299,7 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
     get = {name: _find(demo, elem(name)) for name in (
         "preset", "tok_name", "tok_vocab", "tok_train", "tok_message", "problems", "summary", "gpu",
         "device_gb", "tflops", "util", "tokens", "memory_bar", "verdict", "components")}
-    gpus = gpu_choices(detected_gpu())
+    gpus = gpu_choices(detected_gpu(), _CPU.pop(id(get["gpu"]), None))
     knobs = [get[n] for n in ("gpu", "device_gb", "tflops", "util", "tokens")]
     outputs = [get[n] for n in ("summary", "problems", "memory_bar", "components", "verdict")]
     model_widgets = [fields[p] for p in PATHS if p in fields]

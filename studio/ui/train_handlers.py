@@ -204,12 +204,13 @@ def _wire_poll(demo: gr.Blocks, w: dict, settings) -> None:
 
     def reattach():
         """On page load: watch the newest run that is still going, else the newest run
-        (its last state shows, with buttons to match)."""
+        (its last state shows, with buttons to match; one tick, the timer then stops)."""
         choices = run_choices(runs_dir)
         lists = (gr.update(choices=choices), history_rows(runs_dir))
         rows = jobs.list_runs(runs_dir)
         going = [r for r in rows if r["state"] == "running"] + [r for r in rows if r["state"] == "queued"]
-        for r in going[:1]:
+        # nothing going: the newest run, so a reload after the end still shows it (and its chart)
+        for r in (going or rows)[:1]:
             return (r["run_id"], 0, [], "", gr.Timer(active=True), gr.update(choices=choices, value=r["run_id"]),
                     *lists)
         return "", 0, [], "", gr.Timer(active=False), gr.update(choices=choices), *lists

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.ui import form
+from studio.ui import form, spec_io
 from studio.ui.train_view import (HISTORY_HEADERS, LOG_LINES, history_rows, log_tail, progress_html,  # noqa: F401
                                   run_choices)
 from studio.ui.train_handlers import export_spec, figures, poll  # noqa: F401 - public names of this tab
@@ -74,11 +74,11 @@ def _charts(w: dict) -> None:
                 w["log_y"] = gr.Checkbox(False, label="log scale", elem_id="log-scale")
             w["x_axis"] = gr.Radio(["step", "tokens"], value="step", label="x axis", elem_id="x-axis")
             w["signals_plot"] = gr.Plot(elem_id="signals-plot", visible=False, label="Signals")
+    # hidden plots take no room: a method without rewards gets its metrics full width
+    w["reward_warning"] = gr.Markdown("", elem_id="reward-warning")
     with gr.Row(equal_height=False):
         w["method_plot"] = gr.Plot(elem_id="method-plot", visible=False, label="Method metrics")
-        with gr.Column(visible=True):
-            w["reward_plot"] = gr.Plot(elem_id="reward-plot", visible=False, label="Rewards")
-            w["reward_warning"] = gr.Markdown("", elem_id="reward-warning")
+        w["reward_plot"] = gr.Plot(elem_id="reward-plot", visible=False, label="Rewards")
 
 
 def _history(w: dict, runs_dir) -> None:
@@ -101,7 +101,7 @@ def _history(w: dict, runs_dir) -> None:
     w["cli_box"] = gr.Code(label="Equivalent CLI command", language="shell", elem_id="cli-command", visible=False)
 
 
-def build_view(fields: dict, spec, settings) -> dict:
+def build_view(fields: dict, spec, settings, timer: gr.Timer | None = None) -> dict:
     """The tab's layout; `fields` (every tab's spec widgets) gains this tab's. Returns
     the widgets wire() attaches handlers to."""
     runs_dir = settings.runs_dir
@@ -114,20 +114,24 @@ def build_view(fields: dict, spec, settings) -> dict:
         with gr.Column(scale=1, min_width=420):
             with gr.Accordion("Training settings", open=False):
                 fields.update(build(spec, runs_dir, name=False))
+            w["spec_io"] = spec_io.build(runs_dir)
         with gr.Column(scale=2, min_width=420):
             with gr.Accordion("Run history and comparison", open=True):
                 _history(w, runs_dir)
     w["run_id"], w["offset"], w["records"], w["shown_state"] = gr.State(""), gr.State(0), gr.State([]), gr.State("")
     w["watched"] = gr.State("")  # the run offset/records/shown_state were read from (see poll)
-    w["timer"] = gr.Timer(POLL_SECONDS, active=False)
+    # a timer inside a tab that was never opened does not tick: the app passes one made
+    # outside the tabs, so a reload on another tab still follows the run (header)
+    w["timer"] = timer if timer is not None else gr.Timer(POLL_SECONDS, active=False)
     return w
 
 
-def build_section(demo: gr.Blocks, fields: dict, spec, settings, header=None) -> dict:
+def build_section(demo: gr.Blocks, fields: dict, spec, settings, header=None, timer=None) -> dict:
     """The Train tab's controls and live view, wired; `header` is the page's run-state
     line (updated by every tick)."""
     from studio.ui import train_handlers
 
-    w = build_view(fields, spec, settings)
+    w = build_view(fields, spec, settings, timer)
     train_handlers.wire(demo, fields, w, settings, header)
+    spec_io.wire(fields, w["spec_io"], settings)
     return w
