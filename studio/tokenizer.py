@@ -96,3 +96,56 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_dir: str | Path |
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         hf.save_pretrained(str(out_dir))
     return hf
+
+
+# -- training on the Data tab's sources (the UI's "Train a new tokenizer") -------------------
+
+TOKENIZER_ROWS = 20_000  # enough text for a small BPE; keeps training to seconds
+
+
+def _strings(value, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _strings(v, out)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _strings(v, out)
+
+
+def source_texts(sources_text: str, limit: int = TOKENIZER_ROWS) -> list[str]:
+    """Every string in the rows of the Data tab's sources (prompts, replies, messages)."""
+    from studio.data import parse_source_lines
+    from studio.data.sources import read_source
+
+    texts: list[str] = []
+    for i, source in enumerate(parse_source_lines(sources_text or "")):
+        raw = read_source(source, i)
+        rows = raw.rows if raw.rows is not None else raw.sample(limit)
+        for row in rows[:limit]:
+            _strings(row, texts)
+    return texts
+
+
+def tokenizer_dir(runs_dir, name: str) -> Path:
+    from studio.jobs import runs_root
+
+    return runs_root(runs_dir) / "tokenizers" / name
+
+
+def train_from_sources(sources_text: str, vocab_size, name: str, runs_dir) -> tuple[str, str]:
+    """(folder, message). Raises ValueError naming the field on bad input."""
+    name = (name or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError("tokenizer name: use letters, digits, '.', '_' or '-' (e.g. my-bpe-4k)")
+    if not vocab_size or int(vocab_size) < 300:
+        raise ValueError("tokenizer vocab size: give at least 300 (256 bytes + special tokens + merges)")
+    texts = source_texts(sources_text)
+    if not texts:
+        raise ValueError("data.sources: the Data tab has no sources with text; add one to train a tokenizer on")
+    out = tokenizer_dir(runs_dir, name)
+    tok = train_tokenizer(texts, int(vocab_size), out)
+    fewer = (f" (fewer than the {int(vocab_size):,} asked: no more pairs occur twice in this text)"
+             if len(tok) < int(vocab_size) else "")
+    return str(out), f"Trained **{name}** on {len(texts):,} texts: {len(tok):,} tokens{fewer}, saved to `{out}`."

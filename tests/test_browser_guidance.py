@@ -82,3 +82,17 @@ def test_a_spec_is_loaded_from_a_run_or_a_file_and_saved(tmp_path, runs):  # noq
         page.locator("#spec-save").click()
         page.locator("#spec-file a").first.wait_for(timeout=15_000)
         assert "from-file" in page.locator("#spec-file").inner_text()
+
+
+def test_a_refusal_names_the_tab_of_the_field(runs):  # noqa: F811
+    from tests.browser import set_number
+
+    with serve(AppSettings(runs_dir=str(runs))) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        set_number(page, "model-d-model", 130)  # not divisible by n_heads 4
+        page.get_by_role("tab", name="Train").click()
+        page.wait_for_function("document.querySelector('#problems')?.innerText.includes('model.d_model')",
+                               timeout=30_000)
+        assert "Model tab" in page.locator("#problems").inner_text()
+        assert page.locator("#start").is_disabled()

@@ -214,32 +214,11 @@ def inspect_at(text: str, index) -> tuple[str, str]:
 
 # -- the blend preview -------------------------------------------------------------------------
 
-_TOKENIZERS: dict[str, object] = {}
-
-
 def tokenizer_for(spec) -> tuple[object | None, str]:
-    """The Model tab's tokenizer from local files only (never a download from the UI);
-    (None, why) when it cannot be had, and lengths are then counted in characters."""
-    m = spec.model
-    where = (m.name_or_path if m.source == "pretrained" and m.name_or_path else m.tokenizer) or ""
-    if not where:
-        return None, "no tokenizer set on the Model tab"
-    for candidate in (Path(where).expanduser(), REPO_ROOT / where):
-        if candidate.is_dir():
-            final = candidate / "final"
-            where = str(final if not (candidate / "tokenizer_config.json").exists() and final.is_dir() else candidate)
-            break
-    if where not in _TOKENIZERS:
-        try:
-            from transformers import AutoTokenizer
+    """The preview's tokenizer: studio.data.tokenizers' shared, locked cache."""
+    from studio.data.tokenizers import tokenizer_for as shared
 
-            tok = AutoTokenizer.from_pretrained(where, local_files_only=True, trust_remote_code=False)
-        except Exception as exc:  # noqa: BLE001 - any failure means "count characters instead"
-            return None, f"tokenizer '{where}' is not available here ({type(exc).__name__})"
-        if len(_TOKENIZERS) >= 4:
-            _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
-        _TOKENIZERS[where] = tok
-    return _TOKENIZERS[where], where
+    return shared(spec)
 
 
 def row_text(row: dict) -> str:

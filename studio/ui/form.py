@@ -128,7 +128,16 @@ def updates_for(spec: S.RunSpec, paths: list[str]) -> list:
     return out
 
 
+TABS = {"model": "Model", "data": "Data", "method": "Method", "train": "Train", "name": "Train"}
+
+
+def tab_of(field: str) -> str:
+    """The tab a spec field is edited on, so a refusal says where to go."""
+    return TABS.get((field or "").split(".", 1)[0], "Train")
+
+
 def problems_markdown(problems) -> str:
     if not problems:
         return "✅ The spec is valid."
-    return "**Fix before starting:**\n" + "\n".join(f"- `{p.field}`: {p.message}" for p in problems)
+    return "**Fix before starting:**\n" + "\n".join(f"- **{tab_of(p.field)} tab** · `{p.field}`: {p.message}"
+                                                     for p in problems)

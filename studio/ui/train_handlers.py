@@ -121,7 +121,8 @@ def _wire_edit_and_start(fields: dict, w: dict, settings) -> None:
             # a sample of the data read against the method: Start stays off with the reason
             found = found or data_problems(s)
         except SpecError as exc:
-            return f"**Fix before starting:**\n- `{exc.field}`: {exc.fix}", gr.update(interactive=False)
+            return (f"**Fix before starting:**\n- **{form.tab_of(exc.field)} tab** · `{exc.field}`: {exc.fix}",
+                    gr.update(interactive=False))
         return form.problems_markdown(found), gr.update(interactive=not found)
 
     gr.on([c.change for c in comps], on_edit, inputs=comps, outputs=[w["problems"], w["start"]],
@@ -130,7 +131,9 @@ def _wire_edit_and_start(fields: dict, w: dict, settings) -> None:
     def on_start(*values):
         try:
             rid, said = start_run(form.spec_from_values(paths, values), settings)
-        except (SpecError, jobs.JobError) as exc:
+        except SpecError as exc:  # the tab first: that is where the person goes to fix it
+            raise gr.Error(f"{form.tab_of(exc.field)} tab: {exc}") from None
+        except jobs.JobError as exc:
             raise gr.Error(str(exc)) from None
         return (rid, 0, [], "", gr.Timer(active=True), said,
                 gr.update(choices=run_choices(settings.runs_dir), value=rid), gr.update(interactive=False))
