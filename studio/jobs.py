@@ -62,6 +62,9 @@ def preflight(spec: RunSpec) -> list[str]:
 
 
 def create_run(spec: RunSpec, runs_dir: str | Path | None = None) -> Path:
+    from studio import runref
+
+    spec = runref.resolve(spec, runs_dir)  # run:<name> -> that run's final/ in this runs folder
     problems = preflight(spec)
     if problems:
         raise JobError("The run was not started:\n" + "\n".join(f"- {p}" for p in problems))

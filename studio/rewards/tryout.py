@@ -56,3 +56,14 @@ def as_table(scores: Scores, completions: list[str], width: int = 40) -> list[li
 def headers(scores: Scores) -> list[str]:
     return ["completion", "total", *[n if w == 1.0 else f"{n} (x{w:g})" for n, w in zip(scores.components,
                                                                                      scores.weights)]]
+
+
+def spread(scores: Scores, group_size: int) -> dict:
+    """For sampled completions (group_size consecutive ones per prompt, as GRPO draws
+    them): the mean total, and how many groups score every sample the same. GRPO's
+    advantage is the score minus its group's mean, so such a group teaches nothing
+    (trl logs the share as frac_reward_zero_std)."""
+    totals, size = scores.totals, max(1, int(group_size))
+    groups = [totals[i:i + size] for i in range(0, len(totals), size)]
+    flat = sum(1 for g in groups if max(g) - min(g) < 1e-9)
+    return {"mean_total": sum(totals) / len(totals) if totals else 0.0, "groups": len(groups), "flat_groups": flat}
