@@ -34,6 +34,10 @@ WELCOME = ("**New here?** Training Studio trains language models: pick a model, 
            "on arithmetic in a few minutes on a CPU: **one click**.")
 
 
+WELCOME_HOSTED = ("**New here?** Training Studio trains language models: pick a model, data and a method, "
+                  "press Start on the Train tab, watch the loss, then chat with the result.")
+
+
 @dataclass
 class AppSettings:
     runs_dir: str | None = None
@@ -44,14 +48,19 @@ class AppSettings:
     hosted: bool = False  # auth, demo, share or a non-local bind: paths confined (studio.policy)
 
 
-def _top_bar() -> dict:
+def _top_bar(hosted: bool) -> dict:
     with gr.Row(equal_height=False, elem_id="top-bar"):
-        gr.Markdown("## Training Studio", elem_id="app-title")
-        header = gr.HTML(header_html("", {}, []), elem_id="run-header")
+        with gr.Column(scale=1, min_width=220):
+            gr.Markdown("## Training Studio", elem_id="app-title")
+        with gr.Column(scale=4, min_width=300):
+            header = gr.HTML(header_html("", {}, []), elem_id="run-header")
         to_train = gr.Button("Open Train ›", size="sm", elem_id="header-train", scale=0, min_width=110)
     with gr.Row(visible=True, elem_id="welcome") as banner:
-        gr.Markdown(WELCOME)
-        quick = gr.Button("Start the quickstart", variant="primary", elem_id="quickstart", scale=0, min_width=180)
+        # a hosted server (auth, share, public bind) shares its device: no run starts from
+        # a button every visitor (or a script calling the event) can press without a form
+        gr.Markdown(WELCOME if not hosted else WELCOME_HOSTED)
+        quick = None if hosted else gr.Button("Start the quickstart", variant="primary", elem_id="quickstart",
+                                              scale=0, min_width=180)
         dismiss = gr.Button("Dismiss", elem_id="welcome-dismiss", scale=0, min_width=90, size="sm")
     return dict(header=header, to_train=to_train, banner=banner, quick=quick, dismiss=dismiss,
                 seen=gr.Checkbox(False, visible=False), timer=gr.Timer(train_tab.POLL_SECONDS, active=False))
@@ -76,10 +85,16 @@ def _wire_top(demo, top: dict, tabs, train: dict, settings) -> None:
                 f"Quickstart: {said}. The loss chart fills in as it trains; Chat offers the model when it ends.",
                 gr.update(choices=run_choices(settings.runs_dir), value=rid))
 
+    if top["quick"] is None:
+        return _remember_banner(demo, top)
     top["quick"].click(quickstart, None, [top["banner"], tabs, train["run_id"], train["offset"], train["records"],
                                           train["shown_state"], train["timer"], train["message"], train["run_pick"]],
                        js=remember, api_name="quickstart", trigger_mode="once")
-    # remembered in the browser: a dismissed banner stays hidden after a reload
+    _remember_banner(demo, top)
+
+
+def _remember_banner(demo, top: dict) -> None:
+    """Remembered in the browser: a dismissed banner stays hidden after a reload."""
     demo.load(lambda seen: gr.update(visible=not seen), top["seen"], top["banner"],
               js=f"() => [localStorage.getItem('{WELCOME_KEY}') === '1']", api_visibility="private")
 
@@ -93,7 +108,7 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
             gr.Markdown("## Training Studio")
             chat_tab.build(cache, settings, demo_only=True)
             return demo
-        top = _top_bar()
+        top = _top_bar(settings.hosted)
         fields: dict = {}
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Model", id="model"):
