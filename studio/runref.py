@@ -54,9 +54,9 @@ def find_run(ref: str, runs_dir=None, field: str = "model.name_or_path") -> Path
             return run_dir / "final"
     if candidates:
         states = ", ".join(f"{p.name} ({status(p).get('state')})" for p in candidates[:3])
-        raise JobError(f"{field}: '{PREFIX}{name}' has no finished model yet in {root}: {states}. "
+        raise JobError(f"{field}: '{ref.strip()}' has no finished model yet in {root}: {states}. "
                        f"Let it finish (or train {name} again), then start this run")
-    raise JobError(f"{field}: '{PREFIX}{name}' names no run in {root}: train {name} first "
+    raise JobError(f"{field}: '{ref.strip()}' names no run in {root}: train {name} first "
                    f"(python -m studio train {name}, with the same --runs-dir), or point at a model folder")
 
 

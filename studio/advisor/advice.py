@@ -169,6 +169,20 @@ def _fitted(a: Answers, method: str, regime: str, bucket: str, fields: dict, rea
     return regime, fields, reasons, fit
 
 
+# Online RL with a rule-based reward (checkable answers, no reward model): the shipped
+# extraction task is that path end to end (data, SFT start, GRPO, rewards, playground).
+WORKED_EXAMPLE = AdviceWarning(
+    "worked_example", "A worked example of this path ships with the studio: short travel requests turned into "
+    "a JSON object (assets/data/extract_prompts_train.jsonl, each prompt with its reference answer). The recipe "
+    "extract-json-sft teaches a small model the format; extract-json-grpo starts from that run "
+    "(run:extract-json-sft) and rewards json_valid (the reply is a JSON object) plus json_match (the share of the "
+    "reference's fields it gets right).",
+    "Train extract-json-sft, try its rewards on that model's own samples (python -m studio reward try "
+    "--reward 'json_valid, json_match' --run extract-json-sft, or 'Try the reward' on the Method tab), then "
+    "train extract-json-grpo; `python -m studio reward list` shows the other rewards to write yours from.",
+    level="info")
+
+
 def _advice_warnings(a: Answers, method_leaf: Node, regime_leaf: Node, regime: str) -> list[AdviceWarning]:
     method = method_leaf.value
     info = REGISTRY[method]
@@ -176,6 +190,8 @@ def _advice_warnings(a: Answers, method_leaf: Node, regime_leaf: Node, regime: s
     if info.family == "online-rl":
         reward = "model:" if a.has_reward_model else ("" if a.checkable is False else "exact_match")
     out = check_choice(method, a.data_kind, reward)
+    if info.family == "online-rl" and not a.has_reward_model and a.checkable is not False:
+        out.append(WORKED_EXAMPLE)  # a reward written by rule: the shipped task shows one end to end
     if method_leaf.id == "sft_first":
         out.append(AdviceWarning(
             "no_preference_data", "There is no preference data yet, so this run can only teach by example (SFT).",
