@@ -1,6 +1,6 @@
 """The reward playground's sampled completions (#23): `reward try --run` draws N replies
 of a run's model on K prompts of a data file and scores each against its own row's
-answer; the Method tab's "Sample and score" does the same on its click. The run is the
+answer; the Method tab's "Sample from the run" does the same on its click. The run is the
 session's short-SFT arithmetic policy (tests/conftest.py), named as people name runs."""
 from __future__ import annotations
 

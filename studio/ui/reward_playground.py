@@ -42,7 +42,7 @@ def score(reward: str, reference: str, completions_text: str):
 
 
 def sample_score(reward: str, run: str, data: str, k, n, temperature, runs_dir: str | None = None):
-    """(table update, message) for "Sample and score": N completions of the run's model
+    """(table update, message) for "Sample from the run": N completions of the run's model
     on each of the first K prompts of `data`, scored against each row's reference. The
     model loads here, on the click (studio.rewards.sampling keeps it for the next one)."""
     from pathlib import Path
@@ -92,7 +92,7 @@ def build(reward_field=None, default_reward: str = "json_valid, json_match", run
             k = gr.Number(label="prompts (K)", value=4, precision=0, minimum=1, elem_id="playground-k")
             n = gr.Number(label="samples each (N)", value=4, precision=0, minimum=1, elem_id="playground-n")
             temperature = gr.Number(label="temperature", value=0.7, minimum=0, elem_id="playground-temperature")
-        sample = gr.Button("Sample and score", elem_id="playground-sample")
+        sample = gr.Button("Sample from the run", elem_id="playground-sample")
     button.click(score, [reward, reference, completions], [table, message], api_visibility="private")
     sample.click(lambda *a: sample_score(*a, runs_dir=runs_dir), [reward, run, data, k, n, temperature],
                  [table, message], api_visibility="private")
