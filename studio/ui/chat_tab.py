@@ -212,6 +212,28 @@ def _column(label: str, suffix: str, choices, demo_only: bool):
     return widgets
 
 
+def _wire_statuses(h: Handlers, a: dict, b: dict, ev: list, loaded_md) -> dict:
+    """Load/unload and the statuses. Every status is recomputed from the cache after
+    anything that can change it, so a page never keeps an older event's text (or another
+    session's at build time). Returns the refresh event's arguments (for wire())."""
+    private = "private"
+    unload_btn = gr.Button("Unload all models", elem_id="chat-unload", size="sm")
+    show = dict(fn=lambda sa, sb: (h.loaded_summary(), h.side_status(sa), h.side_status(sb)),
+                inputs=[a["model"], b["model"]], outputs=[loaded_md, a["status"], b["status"]],
+                api_visibility=private)
+    for e in ev:  # a chat loads its model lazily: show it in the list afterwards
+        e.then(**show)
+    for side, other in ((a, b), (b, a)):
+        io = dict(inputs=[side["model"], side["device"]], outputs=[side["status"], side["confirm"], loaded_md],
+                  api_visibility=private)
+        for button, fn in ((side["load"], h.load), (side["cpu"], h.load_cpu), (side["anyway"], h.load_anyway)):
+            # a load can change what the other column's model is (the same source, or evicted)
+            button.click(fn, **io).then(h.side_status, other["model"], other["status"], api_visibility=private)
+        side["model"].change(**show)
+    unload_btn.click(lambda: h.unload(None), None, [a["status"], loaded_md], api_visibility=private).then(**show)
+    return show
+
+
 def build(cache: ModelCache, settings, demo_only: bool) -> dict:
     """The Chat tab; returns its widgets for wire() (the two model pickers, the status
     refresh)."""
@@ -260,22 +282,7 @@ def build(cache: ModelCache, settings, demo_only: bool) -> dict:
     if demo_only:
         return {"pickers": [a["model"], b["model"]]}
 
-    unload_btn = gr.Button("Unload all models", elem_id="chat-unload", size="sm")
-    # every status is recomputed from the cache after anything that can change it, so a
-    # page never keeps an older event's text (or another session's at build time)
-    show = dict(fn=lambda sa, sb: (h.loaded_summary(), h.side_status(sa), h.side_status(sb)),
-                inputs=[a["model"], b["model"]], outputs=[loaded_md, a["status"], b["status"]],
-                api_visibility=private)
-    for e in ev:  # a chat loads its model lazily: show it in the list afterwards
-        e.then(**show)
-    for side, other in ((a, b), (b, a)):
-        io = dict(inputs=[side["model"], side["device"]], outputs=[side["status"], side["confirm"], loaded_md],
-                  api_visibility=private)
-        for button, fn in ((side["load"], h.load), (side["cpu"], h.load_cpu), (side["anyway"], h.load_anyway)):
-            # a load can change what the other column's model is (the same source, or evicted)
-            button.click(fn, **io).then(h.side_status, other["model"], other["status"], api_visibility=private)
-        side["model"].change(**show)
-    unload_btn.click(lambda: h.unload(None), None, [a["status"], loaded_md], api_visibility=private).then(**show)
+    show = _wire_statuses(h, a, b, ev, loaded_md)
 
     with gr.Accordion("Prompt set: both models, one prompt per line", open=False):
         prompts = gr.Textbox(lines=5, label="prompts", elem_id="chat-prompts")
