@@ -162,3 +162,15 @@ def test_advise_cli_shows_the_example_for_the_extraction_data():
     assert out.returncode == 0, out.stderr
     warnings = json.loads(out.stdout)["warnings"]
     assert any(w["code"] == "worked_example" and "extract-json-grpo" in w["message"] for w in warnings)
+
+
+def test_the_estimate_reads_the_referenced_runs_config(tmp_path, monkeypatch):
+    from studio.estimate.config import EstimateError, read_config
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("STUDIO_RUNS_DIR", str(runs))
+    with pytest.raises(EstimateError, match="train extract-json-sft first"):
+        read_config("run:extract-json-sft")
+    run_dir = fake_run(runs, "20260102-000000-extract-json-sft-bbbb", "extract-json-sft", "completed", True)
+    (run_dir / "final" / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 96}))
+    assert read_config("run:extract-json-sft")["hidden_size"] == 96

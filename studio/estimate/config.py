@@ -116,6 +116,14 @@ def read_config(name_or_path: str) -> dict:
     """config.json of a model folder, a run directory (its final/), an adapter folder (its
     base's), a config.json file, a hub id already in the local cache, or (not cached) the
     hub id of a model preset (presets/models). Never downloads."""
+    if name_or_path.startswith("run:"):  # an earlier run in the runs folder (studio.runref)
+        from studio import runref
+        from studio.rundirs import JobError
+
+        try:
+            name_or_path = str(runref.find_run(name_or_path))
+        except JobError as exc:
+            raise EstimateError(str(exc)) from None
     found = resolve_path(name_or_path)
     if found is not None and found.is_file():
         return json.loads(found.read_text())
