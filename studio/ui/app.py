@@ -12,7 +12,7 @@ import gradio as gr
 
 from studio.inference import ModelCache
 from studio.presets import default_spec
-from studio.ui import chat_tab, data_tab, eval_tab, method_tab, model_tab, train_tab
+from studio.ui import chat_tab, data_tab, eval_tab, export_tab, method_tab, model_tab, train_tab
 from studio.ui.train_view import header_html
 
 CSS = """
@@ -123,6 +123,9 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
                 eval_pickers = eval_tab.build(settings)
             with gr.Tab("Chat", id="chat") as chat:
                 chat_widgets = chat_tab.build(cache, settings, demo_only=False)
+            with gr.Tab("Export", id="export") as export:
+                export_widgets = export_tab.build(settings)
+        export_tab.wire(demo, export_widgets, export)
         chat_tab.wire(demo, chat_widgets, chat, settings)
         _wire_top(demo, top, tabs, train, settings)
         evaluate.select(lambda: eval_tab.refresh_choices(settings.runs_dir), None, list(eval_pickers),
