@@ -137,10 +137,14 @@ def method_keys(records: list[dict]) -> list[str]:
 
 
 def group_keys(keys: list[str]) -> dict[str, list[str]]:
-    """rewards/chosen + rewards/rejected share a chart; other keys get their own."""
+    """rewards/chosen + rewards/rejected share a chart, client/0/loss + client/1/loss
+    (federated) or peer/*/loss (decentralized) too; other keys get their own."""
     groups: dict[str, list[str]] = {}
     for k in keys:
         head = k.split("/")[0] if "/" in k else k
+        parts = k.split("/")
+        if len(parts) == 3 and parts[0] in ("client", "peer"):  # scale-out: one chart per metric, a line per member
+            head = f"{parts[0]}/*/{parts[2]}"
         groups.setdefault(head, []).append(k)
     return groups
 

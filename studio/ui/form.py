@@ -32,6 +32,10 @@ CHOICES: dict[str, tuple] = {
     "train.gradient_checkpointing": S.CHECKPOINTING,
     "train.report_to": S.REPORT_TO,
     "train.distributed": S.DISTRIBUTED,
+    "train.attn_implementation": S.ATTN_IMPLEMENTATIONS,
+    "train.torch_compile": S.COMPILE,
+    "train.on_divergence": ("stop", "rollback"),
+    "train.federation.strategy": ("fedavg", "fedprox"),
 }
 # Fields where the person may also type a value outside the list.
 CUSTOM_VALUES = {"method.reward"}
@@ -45,13 +49,24 @@ FIELD_INFO = {
                                "for as many up as down rows; 2 taught the shipped sums best.",
     "method.reward": "A preset, or model:<reward run dir>; several are summed with commas, e.g. "
                      "'exact_match, closeness'.",
+    "train.eval_tasks": "Prompt files (jsonl with prompt/answer), comma-separated: scored by exact match at each "
+                        "eval (or checkpoint) and charted as heldout/<file>/exact_match.",
+    "train.on_divergence": "NaN/inf loss: stop (the run fails, naming the step) or rollback to the last good "
+                           "state with half the learning rate.",
+    "train.max_rollbacks": "rollback: at most this many (1-20), then the run stops.",
+    "train.attn_implementation": "auto = sdpa; flash_attention_2 and kernels need a CUDA GPU.",
+    "train.use_liger_kernel": "Fused kernels (CUDA GPU, transformers' model families).",
+    "train.padding_free": "SFT: rows flattened into one sequence, no padding.",
+    "train.torch_compile": "auto: on for GPU runs long enough to repay the compile.",
 }
 
 
 def _hint(path: str):
-    section, name = path.split(".", 1)
-    cls = {"model": S.ModelSpec, "data": S.DataSpec, "method": S.MethodSpec, "train": S.TrainSpec}[section]
-    return typing.get_type_hints(cls)[name]
+    """The type of a spec field; nested sections (train.federation.rounds) are walked."""
+    tp = S.RunSpec
+    for part in path.split("."):
+        tp = typing.get_type_hints(tp)[part]
+    return tp
 
 
 def _get(spec: S.RunSpec, path: str):
@@ -66,7 +81,8 @@ def elem_id(path: str) -> str:
 
 
 def widget(path: str, value, label: str | None = None, info: str | None = None, **kw):
-    label = label or path.split(".", 1)[1].replace("_", " ")
+    # a nested field (train.federation.rounds) sits under its group's heading: its own name
+    label = label or path.split(".")[-1 if path.count(".") > 1 else 1].replace("_", " ")
     common = dict(label=label, elem_id=elem_id(path), info=info or FIELD_INFO.get(path), **kw)
     if path == SOURCES_PATH:
         return gr.Textbox(value=sources_to_text(value), lines=4, **common)

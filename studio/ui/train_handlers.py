@@ -79,6 +79,13 @@ def poll(run_id, watched, offset, records, shown_state, smoothing, log_y, x, run
             history, picker, run_pick, gr.Timer(active=not done), *btns, header_html(run_id, st, records), start)
 
 
+def noted_paths() -> list[str]:
+    """The fields whose info line shows their problem (their usual line is FIELD_INFO's)."""
+    from studio.ui import train_tab as t  # the layout module imports this one
+
+    return t.SPEED_PATHS + t.GUARD_PATHS + t.FEDERATION_PATHS + t.DECENTRALIZED_PATHS
+
+
 def export_spec(run_dir: Path) -> tuple[str, str]:
     """(a downloadable copy of the run's spec.yaml, the CLI command that rebuilds it)."""
     spec = RunSpec.load(run_dir / "spec.yaml")
@@ -111,21 +118,37 @@ def wire(demo: gr.Blocks, fields: dict, w: dict, settings, header=None) -> None:
     _wire_history(fields, w, settings)
 
 
+def field_notes(found, paths: list[str]) -> list:
+    """An info-line update per field of `paths`: the first problem naming it (⚠, next to
+    the box, e.g. Liger refused on a machine without CUDA), else the field's usual line."""
+    messages: dict[str, str] = {}
+    for p in found:
+        messages.setdefault(p.field, p.message)
+    return [gr.update(info=f"⚠ {messages[path]}" if path in messages else (form.FIELD_INFO.get(path) or ""))
+            for path in paths]
+
+
 def _wire_edit_and_start(fields: dict, w: dict, settings) -> None:
+    from studio.scaleout.help import scaleout_help  # pure: no torch
+
     paths, comps = list(fields), list(fields.values())
+    noted = [p for p in noted_paths() if p in fields]
+    helps = [w["scaleout_help"]] if "scaleout_help" in w else []
 
     def on_edit(*values):
         try:
             s = form.spec_from_values(paths, values)
             found = s.validate() + policy.problems(s, settings)  # what this server lets a client turn on
             # a sample of the data read against the method: Start stays off with the reason
+            shown = [scaleout_help(s)] * len(helps) + field_notes(found, noted)
             found = found or data_problems(s)
         except SpecError as exc:
             return (f"**Fix before starting:**\n- **{form.tab_of(exc.field)} tab** · `{exc.field}`: {exc.fix}",
-                    gr.update(interactive=False))
-        return form.problems_markdown(found), gr.update(interactive=not found)
+                    gr.update(interactive=False), *[gr.skip()] * (len(helps) + len(noted)))
+        return form.problems_markdown(found), gr.update(interactive=not found), *shown
 
-    gr.on([c.change for c in comps], on_edit, inputs=comps, outputs=[w["problems"], w["start"]],
+    gr.on([c.change for c in comps], on_edit, inputs=comps,
+          outputs=[w["problems"], w["start"], *helps, *[fields[p] for p in noted]],
           show_progress="hidden", **PRIVATE)
 
     def on_start(*values):

@@ -20,21 +20,49 @@ PATHS = ["name", "train.max_steps", "train.batch_size", "train.grad_accum", "tra
          "train.log_every", "train.eval_every", "train.eval_steps", "train.save_every",
          "train.save_best_only", "train.epochs", "train.report_to"]
 SCALE_PATHS = ["train.num_processes", "train.nnodes", "train.node_rank", "train.master_addr", "train.master_port"]
+# divergence (#17) and held-out tasks scored during training (#21)
+GUARD_PATHS = ["train.on_divergence", "train.max_rollbacks", "train.eval_tasks"]
+# speed options (#26): the field's own info line carries this machine's refusal (train_handlers)
+SPEED_PATHS = ["train.attn_implementation", "train.torch_compile", "train.use_liger_kernel", "train.padding_free",
+               "train.group_by_length", "train.tf32"]
+FEDERATION_PATHS = [f"train.federation.{n}" for n in ("enabled", "clients", "rounds", "local_steps",
+                                                       "client_fraction", "strategy", "proximal_mu", "address")]
+DECENTRALIZED_PATHS = [f"train.decentralized.{n}" for n in ("enabled", "peers", "average_every", "host",
+                                                             "initial_peers", "averaging_timeout")]
 # short enough that a new metric reaches the chart in ~1 s; idle ticks send no figure
 POLL_SECONDS = 0.5
 
 
-def build(spec, runs_dir, name: bool = True) -> dict:
+def build(spec, runs_dir, name: bool = True, shown: dict | None = None) -> dict:
     """The spec fields this tab owns (the settings accordion; the run name too unless
-    the dashboard placed it beside Start)."""
+    the dashboard placed it beside Start). `shown` gains the widgets that only display
+    (the scale-out explanation), for the handlers to refresh."""
+    from studio.scaleout.help import scaleout_help  # pure: no torch, no engine
+
+    shown = shown if shown is not None else {}
     fields = {"name": gr.Textbox(value=spec.name, label="run name", elem_id="name")} if name else {}
     with gr.Row():
         fields.update(form.widgets(spec, PATHS[1:]))
-    with gr.Accordion("Scale out (processes, nodes, DeepSpeed / FSDP)", open=False):
+    with gr.Row(elem_id="train-guard"):
+        fields.update(form.widgets(spec, GUARD_PATHS))
+    with gr.Group(elem_id="speed-options"):
+        gr.Markdown("**Speed** (speed and memory, not results; refused here when this machine cannot run one)")
+        with gr.Row():
+            fields.update(form.widgets(spec, SPEED_PATHS))
+    with gr.Accordion("Scale out (one machine, several GPUs, federated, decentralized)", open=False,
+                      elem_id="scale-out"):
+        shown["scaleout_help"] = gr.Markdown(scaleout_help(spec), elem_id="scaleout-help")
+        gr.Markdown("**Several GPUs** (accelerate)")
         with gr.Row():
             fields.update(form.widgets(spec, SCALE_PATHS[:1], info="per node; > 1 launches through accelerate"))
             fields.update(form.widgets(spec, ["train.distributed"], info="ddp, DeepSpeed ZeRO-2/3, or FSDP"))
             fields.update(form.widgets(spec, SCALE_PATHS[1:]))
+        gr.Markdown("**Federated** (Flower: clients send updates, never rows)")
+        with gr.Row():
+            fields.update(form.widgets(spec, FEDERATION_PATHS))
+        gr.Markdown("**Decentralized** (hivemind: peers average through a DHT, no server)")
+        with gr.Row():
+            fields.update(form.widgets(spec, DECENTRALIZED_PATHS))
     return fields
 
 
@@ -113,7 +141,7 @@ def build_view(fields: dict, spec, settings, timer: gr.Timer | None = None) -> d
     with gr.Row(elem_id="train-lower", equal_height=False):
         with gr.Column(scale=1, min_width=420):
             with gr.Accordion("Training settings", open=False):
-                fields.update(build(spec, runs_dir, name=False))
+                fields.update(build(spec, runs_dir, name=False, shown=w))
             w["spec_io"] = spec_io.build(runs_dir)
         with gr.Column(scale=2, min_width=420):
             with gr.Accordion("Run history and comparison", open=True):
