@@ -112,9 +112,11 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
         fields: dict = {}
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("Model", id="model"):
-                fields.update(model_tab.build(spec, settings))
+                model = model_tab.build(spec, settings)
+                fields.update(model["fields"])
             with gr.Tab("Data", id="data"):
-                fields.update(data_tab.build(spec, settings))
+                data = data_tab.build(spec, settings)
+                fields.update(data["fields"])
             with gr.Tab("Method", id="method"):
                 fields.update(method_tab.build(spec))
             with gr.Tab("Train", id="train"):
@@ -131,7 +133,7 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
         evaluate.select(lambda: eval_tab.refresh_choices(settings.runs_dir), None, list(eval_pickers),
                         api_visibility="private")
         # events that read or fill fields of several tabs (live estimate, advisor, previews)
-        for tab in (model_tab, data_tab, method_tab):
-            if hasattr(tab, "wire"):
-                tab.wire(demo, fields, settings)
+        data_tab.wire(demo, data, fields, settings)
+        model_tab.wire(demo, model, fields, settings)
+        method_tab.wire(demo, fields, settings)
     return demo

@@ -14,6 +14,9 @@ from pathlib import Path
 import gradio as gr
 
 from studio.ui import form
+from studio.ui.data_sources_table import (  # noqa: F401 - public names of this tab, kept
+    DATATYPES, HEADERS, STATIC_COLUMNS, TABLE_INFO, append_source, set_line_format, source_choices,
+    source_line_numbers, table_rows, text_from_table)
 
 PATHS = ["data.sources", "data.mixing", "data.stopping_strategy", "data.seed", "data.eval_fraction",
          "data.max_rows", "data.packing", "data.assistant_only_loss"]
@@ -31,67 +34,6 @@ SOURCES_INFO = ("One source per line: `path or hub name | subset | weight` (subs
                 "Optional cells: `split=test`, `streaming=true`, `format=alpaca` (overrides detection; "
                 "the format picker below writes it for you).")
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-# Widgets of each built tab that wire() needs, keyed by id of its data.sources box:
-# build() and wire() are separate calls from app.py and fields holds spec widgets only.
-_BUILT: dict[int, dict] = {}
-
-
-# -- the sources text, line by line ----------------------------------------------------------
-
-
-def _split_comment(line: str) -> tuple[str, str]:
-    body, sep, comment = line.partition("#")
-    return body, sep + comment
-
-
-def source_line_numbers(text: str) -> list[int]:
-    """Indexes (into text.splitlines()) of the lines that are sources, in the order
-    parse_source_lines numbers them (blank and comment lines skipped)."""
-    out = []
-    for i, line in enumerate((text or "").splitlines()):
-        if not line.lstrip().startswith("#") and _split_comment(line)[0].strip():
-            out.append(i)
-    return out
-
-
-def source_choices(text: str) -> list[tuple[str, int]]:
-    """(label, index) per source for the picker; readable even when a line is not."""
-    lines = (text or "").splitlines()
-    names = [_split_comment(lines[i])[0].split("|")[0].strip() for i in source_line_numbers(text)]
-    return [(f"{k + 1} · {Path(name).name if Path(name).suffix else name}", k) for k, name in enumerate(names)]
-
-
-def set_line_format(text: str, index: int, fmt: str) -> str:
-    """The sources text with source `index`'s `format=` cell set (removed for auto)."""
-    lines = (text or "").splitlines()
-    numbers = source_line_numbers(text)
-    if not 0 <= index < len(numbers):
-        return text
-    body, comment = _split_comment(lines[numbers[index]])
-    cells = [c.strip() for c in body.split("|")]
-    cells = [c for c in cells[:1]] + [c for c in cells[1:] if not c.replace(" ", "").startswith("format=")]
-    while len(cells) > 1 and not cells[-1]:
-        cells.pop()
-    if fmt and fmt != "auto":
-        cells.append(f"format={fmt}")
-    lines[numbers[index]] = " | ".join(cells).replace("|  |", "| |") + (f"  {comment}" if comment else "")
-    return "\n".join(lines)
-
-
-def append_source(text: str, path: str) -> tuple[str, int]:
-    """The text with `path` as a new source line (not twice), and that source's index."""
-    from studio.data import parse_source_lines
-
-    try:
-        known = [s.path for s in parse_source_lines(text)]
-    except ValueError:
-        known = []
-    if path in known:
-        return text, known.index(path)
-    body = (text or "").rstrip("\n")
-    return (body + "\n" if body else "") + path, len(source_line_numbers(text))
-
 
 # -- uploads (the policy is studio.data.uploads; these keep the tab's public names) ----------
 
@@ -314,17 +256,21 @@ def _rows_update(rows, headers):
 # -- the tab ---------------------------------------------------------------------------------
 
 
-def build(spec, settings=None) -> dict:
+def _sources_section(spec, runs_dir) -> dict:
+    """The sources table, the same list as text, uploads, and one source looked at closely."""
     from studio.data import FORMATS, uploads_dir
     from studio.data.sources import FILE_SUFFIXES
 
-    runs_dir = getattr(settings, "runs_dir", None)
+    text = form.sources_to_text(spec.data.sources)
+    table = gr.Dataframe(value=table_rows(text), headers=HEADERS, datatype=DATATYPES, type="array",
+                         interactive=True, static_columns=STATIC_COLUMNS, label="data sources", elem_id="data-table",
+                         column_widths=["26%", "10%", "7%", "22%", "9%", "20%", "6%"], wrap=True, max_height=360)
+    gr.Markdown(TABLE_INFO, elem_id="data-table-info")
     fields = form.widgets(spec, PATHS[:1], info=SOURCES_INFO)
-    sources = fields["data.sources"]
     with gr.Row():
         upload = gr.UploadButton("Upload a data file", file_types=list(FILE_SUFFIXES), elem_id="data-upload",
                                  size="md", scale=1)
-        picker = gr.Dropdown(choices=source_choices(sources.value), value=None, label="source",
+        picker = gr.Dropdown(choices=source_choices(fields["data.sources"].value), value=None, label="source",
                              elem_id="data-source-pick", scale=2)
         fmt = gr.Dropdown(choices=[("auto (detect)", "auto")] + [(f"{k}: {f.title}", k) for k, f in FORMATS.items()],
                           value="auto", label="format of this source", elem_id="data-format", scale=3,
@@ -333,9 +279,11 @@ def build(spec, settings=None) -> dict:
                 elem_id="data-uploads-dir")
     inspected = gr.Markdown("Pick a source, or upload a file, to see its format, rows and bad rows.",
                             elem_id="data-inspect")
-    with gr.Accordion("Mixing", open=True):
-        with gr.Row():
-            fields.update(form.widgets(spec, PATHS[1:]))
+    return dict(fields=fields, sources=fields["data.sources"], table=table, upload=upload, picker=picker, fmt=fmt,
+                inspected=inspected)
+
+
+def _preview_section() -> dict:
     gr.Markdown("### Preview of the blend")
     with gr.Row(equal_height=True):
         n_rows = gr.Number(value=20, precision=0, minimum=1, maximum=500, label="rows to sample",
@@ -348,52 +296,87 @@ def build(spec, settings=None) -> dict:
     samples = gr.Dataframe(headers=["source", "row (normalised)"], value=[["", ""]], interactive=False, wrap=True,
                            label="sampled rows", elem_id="data-preview-rows", column_widths=["18%", "82%"],
                            max_height=420)
-
-    def on_upload(file, text):
-        from studio.data import DataError
-
-        if not file:
-            return gr.update(), gr.update(), gr.update(), gr.update()
-        try:
-            path = save_upload(file if isinstance(file, str) else getattr(file, "name", str(file)),
-                               runs_dir=runs_dir)
-        except (DataError, OSError) as exc:
-            return gr.update(), gr.update(), _error_md(exc), gr.update()
-        text, index = append_source(text, display_path(path))
-        md, current = inspect_at(text, index)
-        share = upload_share(text, index)  # a tiny file at weight 1 can be half the blend: say so
-        md = f"Saved as `{path}`.\n\n" + (f"ℹ️ {share}\n\n" if share else "") + md
-        return text, gr.update(choices=source_choices(text), value=index), md, current
-
-    upload.upload(on_upload, [upload, sources], [sources, picker, inspected, fmt], api_visibility="private")
-    picker.input(inspect_at, [sources, picker], [inspected, fmt], api_visibility="private")
-
-    def on_format(text, index, value):
-        if index is None:
-            return gr.update(), "Pick a source first: the format applies to one source."
-        text = set_line_format(text, int(index), value)
-        return text, inspect_at(text, index)[0]
-
-    fmt.input(on_format, [sources, picker, fmt], [sources, inspected], api_visibility="private")
-
-    def on_sources(text, index):
-        choices = source_choices(text)
-        keep = index if index is not None and int(index) < len(choices) else None
-        return gr.update(choices=choices, value=keep)
-
-    sources.change(on_sources, [sources, picker], [picker], api_visibility="private")
-    _BUILT[id(sources)] = dict(n=n_rows, auto=auto, button=button, outputs=[status, plot, table, samples])
-    return fields
+    return dict(n=n_rows, auto=auto, button=button, outputs=[status, plot, table, samples])
 
 
-def wire(demo, fields: dict, settings) -> None:
-    """The preview reads the Model and Method tabs too, so its events are attached here."""
-    built = _BUILT.pop(id(fields["data.sources"]), None)
-    if built is None:
-        return
+def build(spec, settings=None) -> dict:
+    """The tab's widgets: `fields` holds its spec widgets (app.py gathers those for Start),
+    the rest are what wire() attaches events to."""
+    widgets = _sources_section(spec, getattr(settings, "runs_dir", None))
+    with gr.Accordion("Mixing", open=True):
+        with gr.Row():
+            widgets["fields"].update(form.widgets(spec, PATHS[1:]))
+    widgets.update(_preview_section())
+    return widgets
+
+
+def on_upload(file, text, runs_dir=None):
+    """(text, picker, inspected, format) after copying an uploaded file into the uploads folder."""
+    from studio.data import DataError
+
+    if not file:
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    try:
+        path = save_upload(file if isinstance(file, str) else getattr(file, "name", str(file)), runs_dir=runs_dir)
+    except (DataError, OSError) as exc:
+        return gr.update(), gr.update(), _error_md(exc), gr.update()
+    text, index = append_source(text, display_path(path))
+    md, current = inspect_at(text, index)
+    share = upload_share(text, index)  # a tiny file at weight 1 can be half the blend: say so
+    md = f"Saved as `{path}`.\n\n" + (f"ℹ️ {share}\n\n" if share else "") + md
+    return text, gr.update(choices=source_choices(text), value=index), md, current
+
+
+def on_format(text, index, value):
+    if index is None:
+        return gr.update(), "Pick a source first: the format applies to one source."
+    text = set_line_format(text, int(index), value)
+    return text, inspect_at(text, index)[0]
+
+
+def on_sources(text, index):
+    """The picker's choices and the table, redrawn from the text (whoever changed it)."""
+    choices = source_choices(text)
+    keep = index if index is not None and int(index) < len(choices) else None
+    return gr.update(choices=choices, value=keep), table_rows(text)
+
+
+def on_table(rows, text):
+    """A table edit written back into the text; its change redraws the table."""
+    new = text_from_table(text, rows)
+    return new if new != text else gr.update()
+
+
+def on_table_select(text, evt: gr.SelectData):
+    """Clicking a source's row looks at that source, as picking it does."""
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    if not isinstance(index, int) or index >= len(source_line_numbers(text)):
+        return gr.update(), gr.update(), gr.update()
+    md, current = inspect_at(text, index)
+    return gr.update(value=index), md, current
+
+
+def _wire_sources(w: dict, settings) -> None:
+    private = dict(api_visibility="private")
+    runs_dir = getattr(settings, "runs_dir", None)
+    sources, picker, inspected, fmt = w["sources"], w["picker"], w["inspected"], w["fmt"]
+    w["upload"].upload(lambda file, text: on_upload(file, text, runs_dir), [w["upload"], sources],
+                       [sources, picker, inspected, fmt], **private)
+    picker.input(inspect_at, [sources, picker], [inspected, fmt], **private)
+    fmt.input(on_format, [sources, picker, fmt], [sources, inspected], **private)
+    # the text is the one value: the table edits it, and every change of it redraws the table
+    sources.change(on_sources, [sources, picker], [picker, w["table"]], trigger_mode="always_last",
+                   show_progress="hidden", **private)
+    w["table"].input(on_table, [w["table"], sources], [sources], **private)
+    w["table"].select(on_table_select, [sources], [picker, inspected, fmt], **private)
+
+
+def wire(demo, widgets: dict, fields: dict, settings) -> None:
+    """The tab's own events, and the preview's, which read the Model and Method tabs too."""
+    _wire_sources(widgets, settings)
     shown = gr.State(False)  # other tabs refresh the preview only once it has been looked at
-    inputs = [built["n"]] + [fields[p] for p in PREVIEW_PATHS]
-    outputs = built["outputs"] + [shown]
+    inputs = [widgets["n"]] + [fields[p] for p in PREVIEW_PATHS]
+    outputs = widgets["outputs"] + [shown]
     queue = dict(api_visibility="private", concurrency_id="data-preview", concurrency_limit=1)
 
     def now(n, *values):
@@ -404,11 +387,11 @@ def wire(demo, fields: dict, settings) -> None:
             return [gr.update()] * len(outputs)
         return now(n, *values)
 
-    built["button"].click(now, inputs, outputs, **queue)
+    widgets["button"].click(now, inputs, outputs, **queue)
     for path in REFRESH_ON:
         if path not in fields:
             continue
         own = gr.State(path.startswith("data."))
         # always_last: typing queues at most one more preview after the running one
-        fields[path].change(on_change, [built["auto"], shown, own] + inputs, outputs, trigger_mode="always_last",
+        fields[path].change(on_change, [widgets["auto"], shown, own] + inputs, outputs, trigger_mode="always_last",
                             show_progress="minimal", **queue)
