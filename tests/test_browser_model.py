@@ -1,6 +1,8 @@
 """The Model tab in a real headless browser: editing the size redraws the exact parameter
 count and the memory bar without a reload, an impossible shape is reported next to its
-field and disables Start with the reason, and a preset fills the fields. Plus the tab's
+field and disables Start with the reason, and a preset fills the fields; a published
+model's preset shows its size without a download, rope scaling its longer context, and an
+uncached hub id the hub's message on its field. Plus the tab's
 handlers without a browser: an existing model from its config alone, a hub id that is not
 cached, and a tokenizer trained on the Data tab's sources."""
 from __future__ import annotations
@@ -92,6 +94,48 @@ def test_live_count_memory_bar_problems_and_preset(tmp_path):
         assert page.evaluate("window.__sameDocument") is True
     if os.environ.get("STUDIO_SHOTS"):
         shutil.copytree(shots, os.environ["STUDIO_SHOTS"], dirs_exist_ok=True)
+
+
+CONTEXT = "document.querySelector('#context-tokens')?.innerText.replaceAll(',', '')"
+
+
+@pytest.mark.browser
+def test_published_preset_rope_context_and_uncached_hub_id(tmp_path, monkeypatch):
+    """Pick Qwen2.5-0.5B: its exact size (0.49B) with nothing downloaded; yarn x2 doubles
+    the context the estimate shows; an id neither cached nor fetchable (offline) gets the
+    hub's message on the name_or_path field after Enter."""
+    from studio.ui.app import AppSettings
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    with serve(AppSettings(runs_dir=str(tmp_path / "runs"))) as url, browser() as b:
+        page = b.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url)
+        _, total = expected()
+        wait_total(page, total)
+        page.locator("#model-hub-preset input").first.click()
+        page.get_by_role("option", name="Qwen2.5-0.5B · 0.49B").click()
+        wait_total(page, 494_032_768)
+        assert "0.49B" in page.locator("#model-summary").inner_text()
+        name = page.locator("#model-name-or-path textarea, #model-name-or-path input").first
+        assert name.input_value() == "Qwen/Qwen2.5-0.5B"
+        page.wait_for_function(f"{CONTEXT} === '32768'", timeout=15_000)
+
+        page.get_by_text("Long context (an existing model", exact=False).click()
+        page.locator("#model-rope-scaling input").first.click()
+        page.get_by_role("option", name="yarn", exact=True).click()
+        set_number(page, "model-rope-factor", 2)
+        page.wait_for_function(f"{CONTEXT} === '65536'", timeout=15_000)
+        assert "yarn ×2 of the native 32,768" in page.locator("#model-summary").inner_text()
+        wait_total(page, 494_032_768)  # more context, same weights
+        page.screenshot(path=str(tmp_path / "model-rope.png"), full_page=True)
+
+        name.fill("nobody-here/not-cached")
+        name.press("Enter")
+        page.wait_for_function("document.querySelector('#model-name-or-path')?.innerText"
+                               ".includes('not in the local Hugging Face cache')", timeout=15_000)
+        assert "HF_HUB_OFFLINE" in page.locator("#model-name-or-path").inner_text()
+        assert "model.name_or_path" in page.locator("#model-problems").inner_text()
 
 
 def test_existing_model_from_config_alone(tmp_path):
