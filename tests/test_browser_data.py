@@ -174,3 +174,111 @@ def test_data_tab_sources_weights_upload_and_method_check(tmp_path, monkeypatch)
         assert f"source 1 ({a})" in message and "chat conversations" in message, message
         page.screenshot(path=str(shots / "method-mismatch.png"), full_page=True)
     assert os.listdir(shots)
+
+
+# -- the sources table (#20.10) -----------------------------------------------------------------
+
+
+def test_table_edits_rewrite_only_their_lines_and_each_source_is_summarised_on_its_own(tmp_path):
+    from studio.data.summary import summarize_sources
+    from studio.ui import data_sources_table as dst
+
+    a = write_jsonl(tmp_path / "a.jsonl", chats(100))
+    b = write_jsonl(tmp_path / "b.jsonl", alpaca(5))
+    text = f"# my mix\n{a} | | 1 | format=messages  # main\n\n{b}\norg/set | sub | 2 | test\nx.jsonl | | lots"
+    found = summarize_sources(text)
+    assert [s["line"] for s in found] == [2, 4, 5, 6]
+    assert (found[0]["format"], found[0]["rows"], found[1]["format"], found[1]["rows"]) == ("messages", 100, "alpaca", 5)
+    assert "not a number" in found[3]["error"] and found[3].get("share") is None  # only its own row is broken
+    assert [round(s["share"], 2) for s in found[:3]] == [0.25, 0.25, 0.5]  # weights 1, 1, 2 of the usable ones
+    assert "suggest" not in found[1]  # a hub source is not counted: no size to compare with
+    rows = dst.table_rows(text)
+    assert rows[0][:3] == [str(a), "", "1"] and rows[2][:3] == ["org/set", "sub / test", "2"]
+    assert "set by hand" in rows[0][3] and "source-error" in rows[3][3] and rows[-1][0] == ""
+    assert dst.text_from_table(text, rows) == text  # nothing edited: nothing rewritten
+    rows[1][2], rows[3][6], rows[-1][0] = "0.05", True, str(tmp_path / "missing.jsonl")
+    new = dst.text_from_table(text, rows)
+    assert new.splitlines() == ["# my mix", f"{a} | | 1 | format=messages  # main", "", f"{b} | | 0.05",
+                                "org/set | sub | 2 | test", str(tmp_path / "missing.jsonl")]
+    parsed = parse_source_lines(new)
+    assert [(s.path, s.weight, s.split) for s in parsed][:3] == [(str(a), 1.0, "train"), (str(b), 0.05, "train"),
+                                                                  ("org/set", 2.0, "test")]
+    missing = summarize_sources(new)[-1]["error"]
+    assert "does not exist" in missing and "upload the file" in missing
+    # tiny beside big at weight 1: half the blend, and the weight that matches its size
+    small = summarize_sources(f"{a}\n{b}")[1]
+    assert small["share"] == 0.5 and abs(small["by_size"] - 5 / 105) < 1e-9 and abs(small["suggest"] - 0.05) < 1e-9
+
+
+def test_data_tab_hands_its_widgets_to_wire_without_module_state():
+    from studio.ui.app import build_app
+
+    build_app()
+    shared = [name for name, value in vars(data_tab).items()
+              if not name.startswith("__") and isinstance(value, (dict, set))]
+    assert shared == [], shared  # widgets travel from build() to wire() as a value, not through the module
+
+
+def cell(page, row: int, col: int):
+    return page.locator(f"#data-table [data-testid='cell-{row}-{col}']")
+
+
+def wait_cell(page, row: int, col: int, needle: str, timeout=30_000) -> None:
+    page.wait_for_function(
+        f"(document.querySelector(\"#data-table [data-testid='cell-{row}-{col}']\")?.innerText || '')"
+        f".includes({json.dumps(needle)})", timeout=timeout)
+
+
+def edit_cell(page, row: int, col: int, value: str) -> None:
+    cell(page, row, col).dblclick()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+
+
+@pytest.mark.browser
+def test_sources_table_adds_weights_and_flags_a_missing_file(tmp_path, monkeypatch):
+    from studio.ui.app import AppSettings
+    from tests.browser import browser, serve
+
+    monkeypatch.setenv("STUDIO_UPLOADS_DIR", str(tmp_path / "uploads"))
+    big = write_jsonl(tmp_path / "big.jsonl", chats(300))
+    tiny = write_jsonl(tmp_path / "tiny.jsonl", alpaca(6))
+    with serve(AppSettings(runs_dir=str(tmp_path / "runs"))) as url, browser() as br:
+        page = br.new_page(viewport={"width": 1400, "height": 1300})
+        page.goto(url)
+        page.get_by_role("tab", name="Data").click()
+        box = page.locator("#data-sources textarea")
+        box.fill(f"# my mix\n{big} | | 1  # the main set")
+        wait_cell(page, 0, 4, "300")
+        assert "messages → conversation" in cell(page, 0, 3).inner_text() and cell(page, 0, 5).inner_text() == "100%"
+
+        edit_cell(page, 1, 0, str(tiny))  # the empty last row: a second source
+        wait_cell(page, 1, 4, "6")
+        assert "alpaca → conversation" in cell(page, 1, 3).inner_text()
+        share = cell(page, 1, 5).inner_text()
+        assert share.startswith("50%") and "by size 2.0%" in share and "weight 0.02" in share, share
+        assert box.input_value().splitlines() == ["# my mix", f"{big} | | 1  # the main set", str(tiny)]
+        page.screenshot(path=str(tmp_path / "table-added.png"), full_page=True)
+
+        edit_cell(page, 1, 2, "0.02")  # the weight, in the table: the text and both shares follow
+        page.wait_for_function("document.querySelector('#data-sources textarea').value.endsWith('| | 0.02')",
+                               timeout=30_000)
+        assert box.input_value().splitlines()[1:] == [f"{big} | | 1  # the main set", f"{tiny} | | 0.02"]
+        wait_cell(page, 0, 5, "98%")
+        assert cell(page, 1, 5).inner_text() == "2%"
+
+        box.fill(box.input_value() + f"\n{tmp_path / 'gone.jsonl'}")  # pasted text: a file that is not there
+        wait_cell(page, 2, 3, "does not exist")
+        error = cell(page, 2, 3).locator(".source-error")
+        assert "upload the file" in error.inner_text()
+        assert error.evaluate("e => getComputedStyle(e).color") == "rgb(220, 38, 38)"  # red, on its own row
+        assert cell(page, 0, 5).inner_text() == "98%" and cell(page, 2, 5).inner_text() == ""
+        page.screenshot(path=str(tmp_path / "table-missing.png"), full_page=True)
+
+        cell(page, 2, 6).locator("input[type=checkbox]").check()  # remove: the line goes from the text
+        page.wait_for_function("!document.querySelector('#data-sources textarea').value.includes('gone.jsonl')",
+                               timeout=30_000)
+        page.wait_for_function("document.querySelectorAll('#data-table .source-error').length == 0", timeout=30_000)
+        assert cell(page, 2, 0).inner_text().strip() == "" and cell(page, 1, 5).inner_text() == "2%"
+        assert len(parse_source_lines(box.input_value())) == 2

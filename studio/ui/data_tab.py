@@ -264,7 +264,7 @@ def _sources_section(spec, runs_dir) -> dict:
     text = form.sources_to_text(spec.data.sources)
     table = gr.Dataframe(value=table_rows(text), headers=HEADERS, datatype=DATATYPES, type="array",
                          interactive=True, static_columns=STATIC_COLUMNS, label="data sources", elem_id="data-table",
-                         column_widths=["26%", "10%", "7%", "22%", "9%", "20%", "6%"], wrap=True, max_height=360)
+                         column_widths=["24%", "10%", "7%", "22%", "9%", "19%", "9%"], wrap=True, max_height=360)
     gr.Markdown(TABLE_INFO, elem_id="data-table-info")
     fields = form.widgets(spec, PATHS[:1], info=SOURCES_INFO)
     with gr.Row():
