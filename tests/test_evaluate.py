@@ -35,7 +35,7 @@ def runs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def quickstart(runs) -> Path:
-    """The quickstart recipe as shipped, except one eval batch of 16 held-out rows: the
+    """The quickstart recipe as shipped, except one eval batch of 32 held-out rows: the
     trainer's eval_loss is then one token-weighted mean, the quantity `studio eval` reports
     (over several batches the Trainer averages batch means instead)."""
     spec = load_run("quickstart").with_overrides(["train.eval_steps=1"])
@@ -65,7 +65,7 @@ def test_heldout_loss_equals_the_trainers_eval_loss(quickstart, runs):
     spec = EvalSpec(models=[f"run:{quickstart.name}"], tasks=[TaskSpec(name="heldout", kind="loss", data="run")])
     summary, eval_dir = evaluate(spec, runs)
     got = summary["scores"]["heldout"][quickstart.name]
-    assert got["loss"]["n"] == 16  # the rows the trainer evaluated on
+    assert got["loss"]["n"] == 32  # the rows the trainer evaluated on: one batch
     assert abs(got["loss"]["value"] - final_eval["eval_loss"]) < 1e-4, (got["loss"], final_eval["eval_loss"])
     assert abs(got["perplexity"]["value"] - math.exp(final_eval["eval_loss"])) < 1e-3
     assert got["loss"]["ci_low"] < got["loss"]["value"] < got["loss"]["ci_high"]
@@ -75,7 +75,8 @@ def test_heldout_loss_equals_the_trainers_eval_loss(quickstart, runs):
 
 def test_learn_from_the_cli_puts_the_run_above_its_scratch_base(quickstart, runs):
     """Through `python -m studio eval learn` (a background evaluation process). Measured:
-    tuned 0.152 vs base 0.000 exact match on all 224 held-out sums."""
+    tuned 0.924 (seed 0: 0.946) vs base 0.000 exact match on all 224 held-out sums; #21
+    asks for a gain of at least 30 points (the recipe at batch 16, lr 3e-3 made 0.152)."""
     out = subprocess.run([sys.executable, "-m", "studio", "--runs-dir", str(runs), "eval", "learn", quickstart.name,
                           "--data", TEST_FILE, "--max-new-tokens", "6", "--json"],
                          capture_output=True, text=True, timeout=600, cwd=ROOT,
@@ -86,7 +87,7 @@ def test_learn_from_the_cli_puts_the_run_above_its_scratch_base(quickstart, runs
     answers = summary["scores"]["held-out answers"]
     assert answers[base]["exact_match"]["n"] == 224
     gain = answers[tuned]["exact_match"]["value"] - answers[base]["exact_match"]["value"]
-    assert gain >= 0.10, answers
+    assert gain >= 0.30, answers
     assert summary["deltas"]["held-out answers"][tuned]["exact_match"] == pytest.approx(gain)
     loss = summary["scores"]["held-out loss"]
     assert loss[tuned]["loss"]["value"] < loss[base]["loss"]["value"] - 3  # a random model: ~ln(vocab)
