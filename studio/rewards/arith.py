@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from studio.rewards.text import completion_text
+from studio.rewards.text import completion_text, references
 from studio.tasks import extract_answer
 
 LENGTH_PENALTY_PER_CHAR = 0.01
@@ -12,13 +12,9 @@ _JUST_A_NUMBER = re.compile(r"\s*-?\d+\s*")
 
 def _answer_pairs(name: str, completions: list, answer: list | None) -> list[tuple[int | None, int | None]]:
     """(number in the reply, number in the answer column) per completion; None where absent."""
-    if answer is None:
-        raise ValueError(
-            f"reward {name} needs an 'answer' column in the prompt data "
-            "(e.g. assets/data/arith_prompts_train.jsonl); set method.reward to a preset "
-            "that needs no answer (format, length_penalty) or to model:<reward model dir>")
-    if len(answer) != len(completions):
-        raise ValueError(f"{name} got {len(completions)} completions but {len(answer)} answers")
+    answer = references(name, completions, answer, fix=(
+        "(e.g. assets/data/arith_prompts_train.jsonl); set method.reward to a preset "
+        "that needs no answer (format, length_penalty) or to model:<reward model dir>"))
 
     def number(text):
         found = extract_answer(text)

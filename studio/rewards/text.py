@@ -82,13 +82,15 @@ def code_in(text: str) -> str:
     return fenced.group(1) if fenced else body
 
 
-def references(name: str, completions: list, answer: list | None) -> list:
-    """The answer column, one per completion, or a clear error naming the column."""
+_NO_ANSWER_FIX = ("(the reference each reply is checked against); add one, or choose a reward that "
+                  "needs none (think_format, json_valid, json_schema, regex, target_length, repetition)")
+
+
+def references(name: str, completions: list, answer: list | None, fix: str = _NO_ANSWER_FIX) -> list:
+    """The answer column, one per completion, or a clear error naming the column (and `fix`:
+    what to do instead, which differs between reward families)."""
     if answer is None:
-        raise ValueError(
-            f"reward {name} needs an 'answer' column in the prompt data (the reference each reply is "
-            "checked against); add one, or choose a reward that needs none (think_format, json_valid, "
-            "json_schema, regex, target_length, repetition)")
+        raise ValueError(f"reward {name} needs an 'answer' column in the prompt data {fix}")
     if len(answer) != len(completions):
         raise ValueError(f"{name} got {len(completions)} completions but {len(answer)} answers")
     return list(answer)
