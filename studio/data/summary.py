@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from studio.data.errors import DataError
 from studio.data.preview import inspect_source
+from studio.data.shares import oversampled, weight_by_size  # noqa: F401 (weight_by_size: public name kept)
 from studio.data.sources import parse_source_lines
 
 MISSING_FIX = "check the path, or upload the file with the button above"
@@ -35,11 +36,6 @@ def _inspect(source, index: int) -> dict:
     return out
 
 
-def weight_by_size(rows: int, other_rows: int, other_weight: float) -> float:
-    """The weight that makes a source's share of the blend its share of the rows."""
-    return other_weight * rows / other_rows
-
-
 def _shares(out: list[dict]) -> None:
     """share = weight / sum of weights of the usable sources (the blend's requested share);
     by_size and a suggested weight when every usable source was counted."""
@@ -52,7 +48,7 @@ def _shares(out: list[dict]) -> None:
         if not (counted and total_rows and len(usable) > 1 and s["rows"]):
             continue
         s["by_size"] = s["rows"] / total_rows
-        if s["share"] > 2 * s["by_size"]:  # its rows repeat far more often than the others'
+        if oversampled(s["share"], s["by_size"]):
             s["suggest"] = weight_by_size(s["rows"], total_rows - s["rows"], total_w - s["weight"])
 
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from studio.data.errors import DataError
+from studio.data.shares import oversampled, weight_by_size
 from studio.data.sources import FILE_SUFFIXES, uploads_dir
 
 UPLOAD_LIMIT_ENV = "STUDIO_MAX_UPLOAD_MB"
@@ -67,8 +68,8 @@ def share_note(name: str, rows: int, weights: list[float], other_rows: int | Non
     text = f"`{name}`: {rows} rows, **{share:.0%} of the blend** at weight {weights[-1]:g}"
     if other_rows and rows and len(weights) > 1:
         by_size = rows / (rows + other_rows)
-        if share > 2 * by_size:
-            suggest = (total - weights[-1]) * rows / other_rows
+        if oversampled(share, by_size):
+            suggest = weight_by_size(rows, other_rows, total - weights[-1])
             text += (f" (a source's share follows its weight, not its size: its rows repeat about "
                      f"{share / by_size:.0f}x as often as the others'). By size it would be {by_size:.1%}: "
                      f"**suggested weight {suggest:.3g}**.")
