@@ -265,7 +265,6 @@ def _streaming_classes():
 def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettings | None = None,
                 stop_event: threading.Event | None = None) -> Iterator[str]:
     """Yield the reply as it grows (the whole text so far each time), token by token."""
-    import torch
     from transformers import StoppingCriteriaList
 
     settings = settings or GenerationSettings()
@@ -286,23 +285,35 @@ def stream_chat(loaded: Loaded, messages: list[dict], settings: GenerationSettin
     if sample:
         gen_kwargs.update(temperature=settings.temperature, top_p=settings.top_p,
                           top_k=settings.top_k if settings.top_k > 0 else None)
+    text = ""
+    for piece in generate_pieces(loaded, gen_kwargs, stop_event):
+        text += piece
+        yield text
+
+
+def generate_pieces(loaded: Loaded, gen_kwargs: dict, stop_event: threading.Event,
+                    seed: int | None = None) -> Iterator[str]:
+    """Run generate() in a thread and yield its streamer's pieces (gen_kwargs["streamer"]);
+    one place for the Chat tab (stream_chat) and the serving engine (studio.ship.engine).
+    A generate() error is raised here once the stream ends."""
+    import torch
+
     errors: list[BaseException] = []
 
     def run():
         try:
             with loaded.lock, torch.inference_mode():
+                if seed is not None:
+                    torch.manual_seed(seed)  # under the lock: no other reply draws from it now
                 loaded.model.generate(**gen_kwargs)
         except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
             errors.append(exc)
-            streamer.end()
+            gen_kwargs["streamer"].end()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    text = ""
     try:
-        for piece in streamer:
-            text += piece
-            yield text
+        yield from gen_kwargs["streamer"]
     finally:
         # Reached on normal end, on an error, and on GeneratorExit when the consumer
         # stops iterating (Stop button, closed tab): without this generate() would keep

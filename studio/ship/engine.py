@@ -132,10 +132,9 @@ class HFBackend:
 
     def pieces(self, prompt: str, p: Params, usage: Usage, stop_event: threading.Event) -> Iterator[str]:
         # the same generate call as inference.stream_chat, so a greedy reply is the Chat tab's
-        import torch
         from transformers import StoppingCriteriaList
 
-        from studio.inference import _streaming_classes
+        from studio.inference import _streaming_classes, generate_pieces
 
         loaded, tok = self.loaded, self.loaded.tokenizer
         inputs = tok(prompt, return_tensors="pt", add_special_tokens=False).to(loaded.device)
@@ -148,27 +147,7 @@ class HFBackend:
                       stopping_criteria=StoppingCriteriaList([_streaming_classes()[1](stop_event)]))
         if sample:
             kwargs.update(temperature=p.temperature, top_p=p.top_p, top_k=p.top_k if p.top_k > 0 else None)
-        errors: list[BaseException] = []
-
-        def work():
-            try:
-                with loaded.lock, torch.inference_mode():
-                    if p.seed is not None:
-                        torch.manual_seed(p.seed)  # under the lock: no other reply draws from it now
-                    loaded.model.generate(**kwargs)
-            except BaseException as exc:  # noqa: BLE001 - raised in the caller below
-                errors.append(exc)
-                streamer.end()
-
-        thread = threading.Thread(target=work, daemon=True)
-        thread.start()
-        try:
-            yield from streamer
-        finally:
-            stop_event.set()
-        thread.join()
-        if errors:
-            raise errors[0]
+        yield from generate_pieces(loaded, kwargs, stop_event, seed=p.seed)
 
 
 class GGUFBackend:
