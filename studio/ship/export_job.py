@@ -9,7 +9,11 @@ runs folder. Light at import: torch and the rest load inside studio.export's cal
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,11 +133,41 @@ def check(req: Request, runs_dir=None, allow_push: bool = True) -> tuple[Path, P
     return source, out
 
 
+@contextlib.contextmanager
+def loadable(source: Path):
+    """The source as a folder the studio's loader accepts: a checkpoint also holds the
+    trainer's pickles (optimizer.pt, rng_state.pth), which the loader refuses on sight,
+    so its safetensors, configs and tokenizer are linked into a temporary sibling."""
+    if source.parent.name != "checkpoints":
+        yield source
+        return
+    from fnmatch import fnmatch
+
+    from studio.export import UPLOAD_PATTERNS
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=source.parent))
+    try:
+        for f in source.iterdir():
+            if f.is_file() and any(fnmatch(f.name, pat) for pat in UPLOAD_PATTERNS if pat != "*.gguf"):
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:  # another filesystem, or no hard links: a copy then
+                    shutil.copy2(f, tmp / f.name)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(req: Request, runs_dir=None, allow_push: bool = True) -> Report:
+    source, out = check(req, runs_dir, allow_push)
+    with loadable(source) as folder:
+        return _run(req, folder, out, runs_dir)
+
+
+def _run(req: Request, source: Path, out: Path, runs_dir) -> Report:
     from studio import export
     from studio.ship import gguf
 
-    source, out = check(req, runs_dir, allow_push)
     report = Report()
     try:
         if req.kind == "adapter":

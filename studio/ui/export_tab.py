@@ -14,6 +14,9 @@ from studio.ship.background import BackgroundServer, command
 from studio.ship.cli import ServeError
 
 PRIVATE = "private"
+# a checkpoint folder also holds the trainer's pickles, which the loader refuses
+CHECKPOINT_SERVE = ("run: the server serves a run's final model; for a checkpoint, export it as 'merged' first "
+                    "and serve that folder: `python -m studio serve runs/exports/NAME`")
 
 
 class Handlers:
@@ -43,19 +46,19 @@ class Handlers:
     def serve_command(self, source, port, api_key):
         if not source:
             return "Pick a run above; the command to serve it shows here."
-        try:
-            target = source if "/" not in source else str(export_job.resolve(source, self.runs_dir))
-        except export_job.ExportJobError as exc:
-            return str(exc)
+        if "/" in source:
+            return CHECKPOINT_SERVE
         need_key = bool((api_key or "").strip()) or self.hosted
         return ("Serve it from a terminal (stops with Ctrl+C):\n\n```\n"
-                f"{command(target, port or 8000, need_key, self.runs_dir)}\n```")
+                f"{command(source, port or 8000, need_key, self.runs_dir)}\n```")
 
     def toggle(self, on, source, port, api_key):
         """(checkbox, status): a refusal switches the box back off and says why."""
         if not on:
             self.server.stop()
             return gr.update(value=False), self.server.status()
+        if "/" in (source or ""):
+            return gr.update(value=False), f"⚠️ {CHECKPOINT_SERVE}"
         try:
             folder = export_job.resolve(source, self.runs_dir)
             self.server.start(source, folder, port, api_key, hosted=self.hosted)
