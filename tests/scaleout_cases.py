@@ -3,8 +3,12 @@ the app runs it (a subprocess that re-executes itself with .venv-scaleout's inte
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,12 +41,70 @@ def scaleout_spec(base: Path, sources: list[str], train: dict, name: str = "scal
                      train={"batch_size": 8, "learning_rate": 3e-3, "log_every": 1, **train})
 
 
+@contextmanager
 def start_worker(spec, runs: Path):
+    """The worker as the app starts it, in its own process group; on leaving the block,
+    however the test ended, the run is stopped as the studio stops it (studio.jobs.stop:
+    the whole group) and whatever is still in the group (a killed peer's p2pd, say) is
+    killed. On a normal exit it then checks the group is empty, so a test cannot leave
+    peers, clients or daemons running."""
     run_dir = jobs.create_run(spec, runs)
-    proc = subprocess.Popen([sys.executable, "-m", "studio.worker", str(run_dir)],
-                            stdout=open(run_dir / "train.log", "ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    return run_dir, proc
+    with open(run_dir / "train.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "studio.worker", str(run_dir)],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield run_dir, proc
+    finally:
+        left = stop_worker(run_dir, proc)
+    assert not left, f"still running after the run was stopped: {left}"
+
+
+def stop_worker(run_dir: Path, proc, grace: float = 10.0) -> list[str]:
+    """Stop the run through studio.jobs.stop, then kill the rest of its group (pgid =
+    the worker's pid: start_new_session). Returns the processes still alive after that."""
+    pgid = proc.pid
+    jobs.stop(run_dir, save=False, timeout=grace)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # what jobs.stop left (it skips a run whose worker exited)
+        deadline = time.time() + grace / 2
+        while jobs.group_members(pgid) and time.time() < deadline:
+            _killpg(pgid, sig)
+            time.sleep(0.2)
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return describe(jobs.group_members(pgid))
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def describe(pids: list[int]) -> list[str]:
+    """pid: command line, for a message that says what was left."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            cmd = "?"
+        out.append(f"{pid}: {cmd[:200]}")
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, exited but not reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def finished(run_dir: Path, proc, timeout: float = 400) -> list[dict]:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from tests.scaleout_cases import adapter, finished, needs_engines, scaleout_spec, start_worker, tiny_base
+from studio import jobs
+from tests.scaleout_cases import adapter, alive, describe, finished, needs_engines, scaleout_spec, start_worker, tiny_base
 
 ARITH = "assets/data/arith_sft_train.jsonl"
 
@@ -21,17 +22,17 @@ def test_three_peers_one_killed_midrun(tmp_path):
     steps, k = 10, 2
     spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
         "enabled": True, "peers": 3, "average_every": k, "averaging_timeout": 10}}, name="dec", max_rows=300)
-    run_dir, proc = start_worker(spec, tmp_path / "runs")
-    peers = run_dir / "peers"
-    deadline = time.time() + 300
-    while time.time() < deadline:  # the victim has averaged once with the others
-        lines = (peers / "peer-2.jsonl").read_text().splitlines() if (peers / "peer-2.jsonl").exists() else []
-        if lines:
-            break
-        assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
-        time.sleep(0.2)
-    os.kill(int((peers / "peer-2.pid").read_text()), signal.SIGKILL)
-    records = finished(run_dir, proc)
+    with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
+        peers = run_dir / "peers"
+        deadline = time.time() + 300
+        while time.time() < deadline:  # the victim has averaged once with the others
+            lines = (peers / "peer-2.jsonl").read_text().splitlines() if (peers / "peer-2.jsonl").exists() else []
+            if lines:
+                break
+            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+            time.sleep(0.2)
+        os.kill(int((peers / "peer-2.pid").read_text()), signal.SIGKILL)
+        records = finished(run_dir, proc)
 
     def series(peer, key):
         return [(r["step"], r[f"peer/{peer}/{key}"]) for r in records if f"peer/{peer}/{key}" in r]
@@ -47,3 +48,27 @@ def test_three_peers_one_killed_midrun(tmp_path):
     from studio.inference import load
 
     load(str(run_dir / "final"), device="cpu")
+
+
+@needs_engines
+@pytest.mark.slow
+def test_stopping_the_run_stops_every_peer_and_daemon(tmp_path):
+    """The studio stops a run by its process group: the peers, the worker's DHT node and
+    every hivemind p2pd daemon must be in it, so none outlives studio.jobs.stop."""
+    base = tiny_base(tmp_path / "base")
+    spec = scaleout_spec(base, [ARITH], {"max_steps": 10_000, "decentralized": {
+        "enabled": True, "peers": 3, "average_every": 2, "averaging_timeout": 10}}, name="decstop", max_rows=300)
+    with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
+        peers = run_dir / "peers"
+        deadline = time.time() + 300
+        while not all((peers / f"peer-{i}.jsonl").exists() for i in range(3)):  # all three training
+            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+            assert time.time() < deadline, "the peers did not start in 300 s"
+            time.sleep(0.2)
+        peer_pids = [int((peers / f"peer-{i}.pid").read_text()) for i in range(3)]
+        group = jobs.group_members(proc.pid)
+        names = " ".join(describe(group))
+        assert set(peer_pids) <= set(group) and "p2pd" in names, names  # peers and daemons: one group
+        assert jobs.stop(run_dir)["state"] == "stopped"
+        left = [pid for pid in {*peer_pids, *group} if alive(pid)]
+        assert not left, describe(left)

@@ -31,8 +31,8 @@ def test_three_client_flower_run(tmp_path):
     spec = scaleout_spec(base, [ARITH], {"max_steps": 1, "federation": {
         "enabled": True, "clients": 3, "rounds": rounds, "local_steps": 4, "strategy": "fedprox",
         "proximal_mu": 0.01}}, name="fed", max_rows=300)
-    run_dir, proc = start_worker(spec, tmp_path / "runs")
-    records = finished(run_dir, proc)
+    with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
+        records = finished(run_dir, proc)
     by_round = {r["round"]: r for r in records if "round" in r}
     assert sorted(by_round) == list(range(rounds + 1))  # round 0: the global model before training
     for rnd in range(1, rounds + 1):
