@@ -128,27 +128,43 @@ def field_notes(found, paths: list[str]) -> list:
             for path in paths]
 
 
-def _wire_edit_and_start(fields: dict, w: dict, settings) -> None:
+def _wire_notes(fields: dict, w: dict, settings) -> None:
+    """The scale-out explanation for the spec as it stands, and each option's problem in
+    its own info line (a handler apart from on_edit: no data read, Start untouched)."""
     from studio.scaleout.help import scaleout_help  # pure: no torch
 
     paths, comps = list(fields), list(fields.values())
     noted = [p for p in noted_paths() if p in fields]
     helps = [w["scaleout_help"]] if "scaleout_help" in w else []
 
+    def on_notes(*values):
+        try:
+            s = form.spec_from_values(paths, values)
+        except SpecError:  # on_edit names it; these keep what they showed
+            return [gr.skip()] * (len(helps) + len(noted))
+        found = s.validate() + policy.problems(s, settings)
+        return [scaleout_help(s)] * len(helps) + field_notes(found, noted)
+
+    gr.on([c.change for c in comps], on_notes, inputs=comps, outputs=[*helps, *[fields[p] for p in noted]],
+          show_progress="hidden", **PRIVATE)
+
+
+def _wire_edit_and_start(fields: dict, w: dict, settings) -> None:
+    paths, comps = list(fields), list(fields.values())
+    _wire_notes(fields, w, settings)
+
     def on_edit(*values):
         try:
             s = form.spec_from_values(paths, values)
             found = s.validate() + policy.problems(s, settings)  # what this server lets a client turn on
             # a sample of the data read against the method: Start stays off with the reason
-            shown = [scaleout_help(s)] * len(helps) + field_notes(found, noted)
             found = found or data_problems(s)
         except SpecError as exc:
             return (f"**Fix before starting:**\n- **{form.tab_of(exc.field)} tab** · `{exc.field}`: {exc.fix}",
-                    gr.update(interactive=False), *[gr.skip()] * (len(helps) + len(noted)))
-        return form.problems_markdown(found), gr.update(interactive=not found), *shown
+                    gr.update(interactive=False))
+        return form.problems_markdown(found), gr.update(interactive=not found)
 
-    gr.on([c.change for c in comps], on_edit, inputs=comps,
-          outputs=[w["problems"], w["start"], *helps, *[fields[p] for p in noted]],
+    gr.on([c.change for c in comps], on_edit, inputs=comps, outputs=[w["problems"], w["start"]],
           show_progress="hidden", **PRIVATE)
 
     def on_start(*values):
