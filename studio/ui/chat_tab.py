@@ -292,7 +292,8 @@ def build(cache: ModelCache, settings, demo_only: bool) -> dict:
 
     from studio.export import GGUF_TYPES, gguf_status
 
-    with gr.Accordion("Export the model on the left", open=False):
+    with gr.Accordion("Export the model on the left (every format with sizes, GGUF parity, Ollama, serving: "
+                      "the Export tab)", open=False):
         gr.Markdown(gguf_status())
         with gr.Row():
             out_name = gr.Textbox(label="folder name (under runs/exports/)", elem_id="export-name")

@@ -10,13 +10,18 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.ship import export_job
-from studio.ship.background import BackgroundServer, command
+from studio.ship.background import BackgroundServer, check_port, command
 from studio.ship.cli import ServeError
 
 PRIVATE = "private"
 # a checkpoint folder also holds the trainer's pickles, which the loader refuses
 CHECKPOINT_SERVE = ("run: the server serves a run's final model; for a checkpoint, export it as 'merged' first "
                     "and serve that folder: `python -m studio serve runs/exports/NAME`")
+
+
+def _text(value) -> str:
+    """A widget's text; anything else a crafted event call sends counts as empty."""
+    return value.strip() if isinstance(value, str) else ""
 
 
 class Handlers:
@@ -29,8 +34,8 @@ class Handlers:
     def export(self, source, name, kind, gguf_type, overwrite, repo, private):
         if self.demo:  # the tab is not built in demo mode; an event call that reaches here anyway is refused
             raise gr.Error("Export is not available in demo mode.")
-        req = export_job.Request(source=source or "", name=name or "", kind=kind or "", gguf_type=gguf_type or "",
-                                 overwrite=bool(overwrite), push_to=repo or "", private=bool(private))
+        req = export_job.Request(source=_text(source), name=_text(name), kind=_text(kind), gguf_type=_text(gguf_type),
+                                 overwrite=overwrite is True, push_to=_text(repo), private=private is not False)
         try:
             report = export_job.run(req, self.runs_dir, allow_push=not (self.hosted or self.demo))
         except export_job.ExportJobError as exc:
@@ -38,26 +43,34 @@ class Handlers:
         return export_job.markdown(report)
 
     def suggest_name(self, source, kind, gguf_type):
+        source, kind, gguf_type = _text(source), _text(kind), _text(gguf_type)
         if not source:
             return gr.update()
         base = source.replace("/", "-")
         return f"{base}-{gguf_type}" if kind == "gguf" else f"{base}-{kind}"
 
     def serve_command(self, source, port, api_key):
+        source, api_key = _text(source), _text(api_key)
         if not source:
             return "Pick a run above; the command to serve it shows here."
         if "/" in source:
             return CHECKPOINT_SERVE
-        need_key = bool((api_key or "").strip()) or self.hosted
+        try:
+            export_job.resolve(source, self.runs_dir)
+            port = check_port(port)
+        except (ServeError, export_job.ExportJobError) as exc:
+            return f"⚠️ {exc}"
+        need_key = bool(api_key) or self.hosted
         return ("Serve it from a terminal (stops with Ctrl+C):\n\n```\n"
-                f"{command(source, port or 8000, need_key, self.runs_dir)}\n```")
+                f"{command(source, port, need_key, self.runs_dir)}\n```")
 
     def toggle(self, on, source, port, api_key):
         """(checkbox, status): a refusal switches the box back off and says why."""
-        if not on:
+        source, api_key = _text(source), _text(api_key)
+        if on is not True:
             self.server.stop()
             return gr.update(value=False), self.server.status()
-        if "/" in (source or ""):
+        if "/" in source:
             return gr.update(value=False), f"⚠️ {CHECKPOINT_SERVE}"
         try:
             folder = export_job.resolve(source, self.runs_dir)
