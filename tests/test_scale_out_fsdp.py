@@ -58,6 +58,8 @@ def test_two_nodes_on_loopback(tmp_path):
     train0 = [r["step"] for r in read_all(node0) if r["kind"] == "train"]
     assert train0 == list(range(1, steps + 1))  # one stream, written by the world's rank 0
     assert not [r for r in read_all(node1) if r["kind"] == "train"]
+    # final/ is rank 0's alone: node 1 had left one with tokenizer and spec but no weights
+    assert not [p.name for p in node1.iterdir() if "final" in p.name]  # nor its temporary folder
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(node0 / "final")

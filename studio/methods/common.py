@@ -3,6 +3,7 @@ data loading, resume, and saving final/. Imported only by the worker."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -221,6 +222,10 @@ def save_final(ctx: TrainContext, model, tokenizer, extra: Callable[[Path], None
     if bad:
         raise Diverged(f"diverged: weight {bad} is not finite at the end of training. Fix: lower "
                        "train.learning_rate, or set train.on_divergence: rollback. No model was saved as final/.")
+    if not world_process_zero():
+        # the world's rank 0 writes final/ (on the main node); another node's ranks would
+        # leave a final/ of tokenizer and spec in their own run dir, with no weights
+        return ctx.final_dir
     with atomic_folder(ctx.final_dir) as folder:
         from studio.model.adapters import adapter_save_kwargs
 
@@ -231,3 +236,13 @@ def save_final(ctx: TrainContext, model, tokenizer, extra: Callable[[Path], None
         if extra is not None:
             extra(folder)
     return ctx.final_dir
+
+
+def world_process_zero() -> bool:
+    """True in the process that writes the run's files (the Trainer's is_world_process_zero):
+    rank 0 of the whole launch across nodes, or the only process."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return int(os.environ.get("RANK", "0")) == 0
