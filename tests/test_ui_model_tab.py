@@ -8,13 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from studio import estimate
 from studio.presets import default_spec, model_presets
 from studio.spec import ModelSpec
 from studio.ui import model_tab
-from tests.test_hub_offline import COMMIT_A, COMMIT_B, put_in_cache
+from tests.test_hub_offline import COMMIT_A, COMMIT_B, cache, put_in_cache  # noqa: F401 (cache: the fixture)
 
 KNOBS = ("16 GB: T4", 16, 65, 0.4, 1e8)
 PATHS = model_tab.PATHS + model_tab.COST_PATHS
@@ -50,15 +48,6 @@ def tiny_config(layers: int) -> dict:
     spec = default_spec()
     spec.model.n_layers = layers
     return estimate.spec_config(spec.model, estimate.tokenizer_vocab_size(spec.model.tokenizer))
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "hf" / "hub"
-    root.mkdir(parents=True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(root))
-    return root
 
 
 def test_hub_id_and_revision_from_the_local_cache(cache):

@@ -11,21 +11,17 @@ import json
 import tempfile
 from pathlib import Path
 
-from studio.estimate import REPO_ROOT
+from studio.estimate import resolve_path
 from studio.model.build import build_model, torch_dtype
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
 def _local(path: str) -> Path | None:
-    """A local folder for `path` (as given, or relative to the repository), else None
-    (then it is a hub id)."""
-    if not path:
-        return None
-    for candidate in (Path(path).expanduser(), REPO_ROOT / path):
-        if candidate.is_dir():
-            return candidate
-    return None
+    """A local folder for `path` (as given, or relative to the repository: the estimate's
+    resolve_path, so both read the same folder), else None (then it is a hub id)."""
+    folder = resolve_path(path)
+    return folder if folder is not None and folder.is_dir() else None
 
 
 def resolve_model_path(name_or_path: str, field: str = "model.name_or_path") -> tuple[str, bool]:
