@@ -13,7 +13,6 @@ Writes bench/results/chat_latency.json.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
@@ -22,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO, median, ratio, save_tiny_model, table, write_json  # noqa: E402
+from bench.common import REPO, median, ratio, save_tiny_model, table, use_threads, write_json  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "What is 17 + 25? Explain each step of the sum."}]
 
@@ -87,13 +86,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (0: library default)")
     p.add_argument("--model", help="a model folder (default: the quickstart model, saved to a temp folder)")
     args = p.parse_args()
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     from studio.inference import load
 
     with tempfile.TemporaryDirectory(prefix="bench-chat-") as tmp:

@@ -44,6 +44,18 @@ class RunFailed(RuntimeError):
     pass
 
 
+def use_threads(threads: int) -> None:
+    """This process's torch threads (0: the library default), set before torch starts its
+    thread pool; the in-process latency benches share it. torch is imported only here."""
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def timed_run(cmd: list[str], env: dict | None = None, cwd: str | Path | None = None,
               timeout: float = 900, log: Path | None = None, with_cpu: bool = False):
     """Run cmd to completion; return its whole-process wall time in seconds, or with_cpu:

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.chat_latency import MESSAGES, bare_load, bare_stream  # noqa: E402
-from bench.common import REPO, median, ratio, save_tiny_model, table, write_json  # noqa: E402
+from bench.common import REPO, median, ratio, save_tiny_model, table, use_threads, write_json  # noqa: E402
 
 
 def start_server(folder: str, threads: int):
@@ -164,13 +164,7 @@ def main() -> None:
     p.add_argument("--model", help="a model folder (default: the quickstart model, saved to a temp folder)")
     p.add_argument("--no-gguf", action="store_true", help="skip the llama.cpp part")
     args = p.parse_args()
-    if args.threads:
-        os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     result = {"settings": {k: v for k, v in vars(args).items() if k != "model"}}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         folder = args.model or str(save_tiny_model(Path(tmp) / "model"))
