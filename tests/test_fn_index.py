@@ -24,7 +24,7 @@ import pytest
 from studio import policy
 from studio.ui.form import SOURCES_PATH, elem_id
 from tests.browser import free_port
-from tests.test_hosting import wait_up
+from tests.test_hosting import stop_app, wait_up
 from tests.test_inference import save_tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,12 +74,7 @@ def launched(flags: list[str], runs: Path, tmp: Path, env: dict | None = None):
             raise AssertionError(f"app.py {flags} did not come up: {log.read()[-3000:]}") from None
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
         log.close()
 
 

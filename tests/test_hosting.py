@@ -46,6 +46,16 @@ def wait_up(url: str, proc=None, timeout: float = 150) -> None:
     raise AssertionError(f"{url} did not come up")
 
 
+def stop_app(proc, grace: float = 20) -> None:
+    """SIGTERM the app, SIGKILL it if it has not exited after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rss_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -70,12 +80,7 @@ def demo(tmp_path_factory):
         wait_up(url, proc)
         yield dict(url=url, proc=proc, model="demo-model", path=str(model), other=str(other), model_bytes=sum(f.stat().st_size for f in model.glob("*.safetensors")))
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_app(proc)
 
 
 def full_app_endpoints() -> set[str]:

@@ -27,10 +27,18 @@ def read_rows(path: str) -> list[dict]:
 
 def exact_match_rate(folder, rows: list[dict], max_new_tokens: int = 4) -> float:
     """Greedy replies scored by the same preset GRPO trains on."""
+    from studio.rewards import exact_match
+
+    scores = exact_match(greedy_replies(folder, rows, max_new_tokens), answer=[r["answer"] for r in rows])
+    return sum(scores) / len(scores)
+
+
+def greedy_replies(folder, rows: list[dict], max_new_tokens: int) -> list[str]:
+    """The saved model's greedy reply to each row's prompt, through the studio's loader and
+    the chat template (shared by the RL tests that score replies)."""
     import torch
 
     from studio.model import build_or_load, load_tokenizer
-    from studio.rewards import exact_match
     from studio.spec import ModelSpec
 
     spec = ModelSpec(source="pretrained", name_or_path=str(folder))
@@ -43,9 +51,7 @@ def exact_match_rate(folder, rows: list[dict], max_new_tokens: int = 4) -> float
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    replies = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    scores = exact_match(replies, answer=[r["answer"] for r in rows])
-    return sum(scores) / len(scores)
+    return tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def grpo_spec(policy, reward: str = "exact_match", steps: int = 16, data: str = PROMPTS_TRAIN, **method):

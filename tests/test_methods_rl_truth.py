@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tests.conftest import spec_from
-from tests.test_methods_grpo import PROMPTS_TEST, PROMPTS_TRAIN, exact_match_rate, read_rows
+from tests.test_methods_grpo import PROMPTS_TEST, PROMPTS_TRAIN, exact_match_rate, greedy_replies, read_rows
 
 # method -> (method fields, learning rate, steps, batch size); measured from the
 # half-taught policy (0.205 or 0.250 held-out: two builds of it) on 2 cores.
@@ -74,23 +74,9 @@ EXTRACT_SFT = "assets/data/extract_sft_train.jsonl"
 
 def extract_scores(folder, rows: list[dict], max_new_tokens: int = 40) -> tuple[float, float]:
     """(mean json_match, mean json_valid) of greedy replies on `rows`."""
-    import torch
-
-    from studio.model import build_or_load, load_tokenizer
     from studio.rewards import build
-    from studio.spec import ModelSpec
 
-    spec = ModelSpec(source="pretrained", name_or_path=str(folder))
-    tokenizer = load_tokenizer(spec)
-    model = build_or_load(spec, tokenizer).eval()
-    tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": r["prompt"]}], add_generation_prompt=True,
-                                           tokenize=False) for r in rows]
-    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-    replies = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    replies = greedy_replies(folder, rows, max_new_tokens)
     (valid, match), _ = build("json_valid, json_match")
     answers = [r["answer"] for r in rows]
     return sum(match(replies, answer=answers)) / len(rows), sum(valid(replies, answer=answers)) / len(rows)
