@@ -35,6 +35,7 @@ def plan(spec: EvalSpec, runs_dir=None) -> Plan:
             out.refs.append(models.resolve(ref, runs_dir))
         except Exception as exc:  # noqa: BLE001 - JobError, ValueError, OSError: all a refusal
             problems.append(f"models[{i}]: {str(exc).removeprefix('models: ')}")
+    problems += models.gguf_model.refusals(spec.tasks, out.refs)  # before any data is read
     run = models.run_of(out.refs)
     for i, task in enumerate(spec.tasks):
         where = f"tasks[{i}] ({task.name or task.kind})"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.evaluate import gguf_model
+
 RUN = "run:"
 BASE = "base:"
 
@@ -16,8 +18,8 @@ BASE = "base:"
 class ModelRef:
     ref: str  # as written in the spec
     label: str  # what the scorecard shows
-    kind: str  # final | checkpoint | base | path
-    where: str = ""  # folder or hub id (final, checkpoint, path, a pretrained base)
+    kind: str  # final | checkpoint | base | path | gguf
+    where: str = ""  # folder, hub id or .gguf file (final, checkpoint, path, a pretrained base, gguf)
     run_dir: str = ""  # the run it belongs to, if any
 
 
@@ -57,6 +59,9 @@ def resolve(ref: str, runs_dir=None) -> ModelRef:
                              f"or name a checkpoint as run:{run_dir.name}@checkpoint-N")
         return ModelRef(text, run_dir.name, "final", str(run_dir / "final"), str(run_dir))
     path = Path(text).expanduser()
+    if gguf_model.is_gguf(text):  # an exported GGUF file, run by llama.cpp's runtime
+        gguf_model.check(path, ref)
+        return ModelRef(text, path.name, "gguf", str(path.resolve()))
     if path.is_dir() and (path / "spec.yaml").is_file():  # a run directory given as a path
         return resolve(RUN + str(path), runs_dir)
     if path.is_dir():
@@ -69,7 +74,7 @@ def resolve(ref: str, runs_dir=None) -> ModelRef:
         return resolve(RUN + text, runs_dir)
     except Exception:
         raise ValueError(f"models: '{ref}' is not a run, a model folder or a hub id; write run:<id>, "
-                         "base:<id>, a folder with config.json, or owner/name") from None
+                         "base:<id>, a folder with config.json, a .gguf file, or owner/name") from None
 
 
 def _check_folder(path: Path, ref: str) -> None:
@@ -109,8 +114,12 @@ def run_of(refs: list[ModelRef]) -> ModelRef | None:
 
 def load(ref: ModelRef, device: str):
     """(model, tokenizer) in eval mode. A scratch base is rebuilt as the run built it:
-    the same architecture, tokenizer and seed, so it is the model before step one."""
+    the same architecture, tokenizer and seed, so it is the model before step one. A GGUF
+    is (GGUFBackend, None): it tokenises itself."""
     from studio.inference import load as load_model
+
+    if ref.kind == "gguf":
+        return gguf_model.load(ref), None
 
     if ref.kind == "base" and not ref.where:
         from transformers import set_seed

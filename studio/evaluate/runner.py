@@ -100,6 +100,10 @@ def _scorer(task, spec: EvalSpec, model, tokenizer):
     if task.kind == "pairwise":
         return lambda b: scoring.pairwise_batch(b, model, tokenizer, task.chat)
     # generate, judge, parity: greedy replies (judge and parity are scored across models later)
+    if tokenizer is None:  # a GGUF (models.load): llama.cpp's runtime generates
+        from studio.evaluate.gguf_model import generate_batch
+
+        return lambda b: generate_batch(b, model, s.max_new_tokens, task.chat)
     return lambda b: scoring.generate_batch(b, model, tokenizer, s.max_new_tokens, task.chat)
 
 

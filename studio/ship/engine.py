@@ -203,6 +203,11 @@ class GGUFBackend:
                 if n >= p.max_tokens:
                     return
 
+    def greedy(self, ids: list[int], max_tokens: int) -> list[int]:
+        """The greedy reply to a prompt given as ids, end-of-generation excluded: the one
+        place the parity check and `studio eval` generate from a GGUF."""
+        return list(self.token_ids(ids, Params(max_tokens=max_tokens, temperature=0.0), threading.Event()))
+
     def pieces(self, prompt: str, p: Params, usage: Usage, stop_event: threading.Event) -> Iterator[str]:
         ids = self.tokenize(prompt)
         usage.prompt_tokens = len(ids)

@@ -6,10 +6,9 @@ tokenises the prompts exactly as the studio does: the usual causes of a GGUF tha
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 
-from studio.ship.engine import GGUFBackend, Params
+from studio.ship.engine import GGUFBackend
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "assets" / "data" / "arith_sft_test.jsonl"
 END = -1  # the end of a reply (any stop token), compared like a token
@@ -41,7 +40,7 @@ def _hf_greedy(loaded, ids: list[int], max_new_tokens: int) -> list[int]:
 
 
 def _gguf_greedy(backend: GGUFBackend, ids: list[int], max_new_tokens: int) -> list[int]:
-    out = list(backend.token_ids(ids, Params(max_tokens=max_new_tokens, temperature=0.0), threading.Event()))
+    out = backend.greedy(ids, max_new_tokens)
     return out if len(out) >= max_new_tokens else out + [END]
 
 
