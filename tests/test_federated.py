@@ -3,12 +3,16 @@ the worker ends with one metrics stream (global and per-client loss by round) an
 adapter that loads on its base and scores what the server reported."""
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import pytest
 
+from studio import jobs
 from studio.spec import RunSpec
-from tests.scaleout_cases import adapter, finished, needs_engines, scaleout_spec, start_worker, tiny_base
+from tests.scaleout_cases import (adapter, alive, describe, finished, needs_engines, scaleout_spec, start_worker,
+                                  tiny_base)
 
 ARITH = "assets/data/arith_sft_train.jsonl"
 
@@ -67,3 +71,26 @@ def test_scaleout_help_names_this_run_and_privacy():
     assert "no secure aggregation" in text and "studio.scaleout.federated client" in text
     assert "Each round it sends and receives about" in text
     assert "flwr" not in sys.modules and "hivemind" not in sys.modules
+
+
+@needs_engines
+@pytest.mark.slow
+def test_stopping_the_run_stops_every_client(tmp_path):
+    """The clients are started in the worker's process group, so studio.jobs.stop (which
+    signals the group) ends them mid-round along with the server."""
+    base = tiny_base(tmp_path / "base")
+    spec = scaleout_spec(base, [ARITH], {"max_steps": 1, "federation": {
+        "enabled": True, "clients": 3, "rounds": 500, "local_steps": 4}}, name="fedstop", max_rows=300)
+    with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
+        metrics, deadline = run_dir / "metrics.jsonl", time.time() + 300
+        while not (metrics.exists() and any(json.loads(line).get("round", 0) >= 1
+                                            for line in metrics.read_text().splitlines())):  # clients trained
+            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+            assert time.time() < deadline, "no federated round in 300 s"
+            time.sleep(0.5)
+        group = jobs.group_members(proc.pid)
+        clients = [line for line in describe(group) if "studio.scaleout.federated client" in line]
+        assert len(clients) == 3, describe(group)
+        assert jobs.stop(run_dir)["state"] == "stopped"
+        left = [pid for pid in group if alive(pid)]
+        assert not left, describe(left)

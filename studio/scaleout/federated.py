@@ -58,6 +58,15 @@ def run_federated(ctx) -> None:
     print(f"Federated: Flower server on {address}, {len(procs)} clients ({', '.join(names)})", flush=True)
     try:
         params = serve(ctx, server, names, address)
+    except SystemExit as exc:
+        # Flower's start_server swaps the worker's SIGTERM/SIGINT handler for its own, which
+        # exits with code 0 on the signal: that is the run being stopped, not a failure.
+        # KeyboardInterrupt, which the worker records as stopped: its Stopped class is
+        # __main__'s (python -m studio.worker), not the one an import here would get
+        if exc.code in (0, None):
+            raise KeyboardInterrupt from None
+        raise RuntimeError(f"the Flower server exited with code {exc.code}; see client-*.log in the run "
+                           "folder") from None
     finally:
         env.stop_all(procs)
     server.set(params)
