@@ -117,8 +117,10 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
             with gr.Tab("Data", id="data"):
                 data = data_tab.build(spec, settings)
                 fields.update(data["fields"])
-            with gr.Tab("Method", id="method"):
-                fields.update(method_tab.build(spec))
+            with gr.Tab("Method", id="method") as method_page:
+                method = method_tab.build(spec)
+                method["tab"] = method_page  # opening it re-infers the advisor's answers
+                fields.update(method["fields"])
             with gr.Tab("Train", id="train"):
                 train = train_tab.build_section(demo, fields, spec, settings, top["header"], top["timer"])
             with gr.Tab("Evaluate", id="evaluate") as evaluate:
@@ -135,5 +137,5 @@ def build_app(settings: AppSettings | None = None) -> gr.Blocks:
         # events that read or fill fields of several tabs (live estimate, advisor, previews)
         data_tab.wire(demo, data, fields, settings)
         model_tab.wire(demo, model, fields, settings)
-        method_tab.wire(demo, fields, settings)
+        method_tab.wire(demo, method, fields, settings)
     return demo

@@ -3,8 +3,9 @@
 warning line when the chosen method and the data disagree; the registry's comparison table.
 
 Every decision is studio.advisor's; this module only turns widgets into Answers and
-Advice into widgets. The advisor's own widgets are found again in `wire` by elem_id,
-so nothing about one app is kept at module level."""
+Advice into widgets. Contract (as the other tabs): `build(spec) -> widgets` and
+`wire(demo, widgets, fields, settings)` once every tab exists; nothing about one app is
+kept at module level."""
 from __future__ import annotations
 
 import html
@@ -200,15 +201,17 @@ def device_memory() -> tuple[float | None, str]:
 
 
 def build(spec) -> dict:
+    """The tab's widgets by name; widgets["fields"]: its spec fields by path, widgets["asked"]:
+    the advisor's pickers in ASKED order. The caller adds widgets["tab"] before `wire`."""
     gb, where = device_memory()
     answers, note = inferred(spec, gb)
-    chart, text, _ = render(answers)
+    w: dict = {}
     with gr.Row():
         fields = form.widgets(spec, MAIN)
     line, fix = check_line(spec.method.name, answers.data_kind, spec.method.reward)
     with gr.Row():
-        gr.Markdown(line, elem_id=elem_id("check"))
-        gr.Button("Apply the fix", elem_id=elem_id("fix"), visible=bool(fix), size="sm", scale=0)
+        w["check"] = gr.Markdown(line, elem_id=elem_id("check"))
+        w["fix"] = gr.Button("Apply the fix", elem_id=elem_id("fix"), visible=bool(fix), size="sm", scale=0)
     with gr.Accordion("Parameter regime (adapters, freezing, quantisation)", open=False):
         with gr.Row():
             fields.update(form.widgets(spec, ADAPTER))
@@ -225,41 +228,36 @@ def build(spec) -> dict:
         with gr.Row():
             fields.update(form.widgets(spec, DISTILL))
     with gr.Accordion("Advisor: which method and regime?", open=True):
-        gr.Markdown(note, elem_id=elem_id("note"))
-        by_field = {q.field: q for q in advisor.questions()}
-        with gr.Row():
-            for name in ASKED[:3]:
-                _picker(by_field[name], getattr(answers, name))
-        with gr.Row():
-            for name in ASKED[3:]:
-                _picker(by_field[name], getattr(answers, name))
-            gr.Number(value=gb, label="Device memory (GB)", elem_id=elem_id(MEMORY),
-                      info=f"Detected: {where}. Enter a target GPU's memory to plan for it.")
-        gr.HTML(chart, elem_id=elem_id("chart"))
-        gr.Markdown(text, elem_id=elem_id("advice"))
-        with gr.Row():
-            gr.Button("Use this", variant="primary", elem_id=elem_id("use"), scale=0)
-            gr.Button("Apply these changes", variant="primary", elem_id=elem_id("confirm"), visible=False,
-                      scale=0)
-            gr.Markdown("", elem_id=elem_id("used"))
+        w["note"] = gr.Markdown(note, elem_id=elem_id("note"))
+        _advisor_widgets(w, answers, gb, where)
     with gr.Accordion("Compare methods", open=False):
         headers, rows = comparison_rows()
-        gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True, column_widths=TABLE_WIDTHS,
-                     elem_id=elem_id("table"))
-    return fields
+        w["table"] = gr.Dataframe(value=rows, headers=headers, interactive=False, wrap=True,
+                                  column_widths=TABLE_WIDTHS, elem_id=elem_id("table"))
+    w["fields"] = fields
+    return w
+
+
+def _advisor_widgets(w: dict, answers: advisor.Answers, gb: float | None, where: str) -> None:
+    """The questions, device memory, chart, advice and "use this" (into `w`)."""
+    by_field = {q.field: q for q in advisor.questions()}
+    chart, text, _ = render(answers)
+    with gr.Row():
+        w["asked"] = [_picker(by_field[name], getattr(answers, name)) for name in ASKED[:3]]
+    with gr.Row():
+        w["asked"] += [_picker(by_field[name], getattr(answers, name)) for name in ASKED[3:]]
+        w["memory"] = gr.Number(value=gb, label="Device memory (GB)", elem_id=elem_id(MEMORY),
+                                info=f"Detected: {where}. Enter a target GPU's memory to plan for it.")
+    w["chart"] = gr.HTML(chart, elem_id=elem_id("chart"))
+    w["advice"] = gr.Markdown(text, elem_id=elem_id("advice"))
+    with gr.Row():
+        w["use"] = gr.Button("Use this", variant="primary", elem_id=elem_id("use"), scale=0)
+        w["confirm"] = gr.Button("Apply these changes", variant="primary", elem_id=elem_id("confirm"),
+                                 visible=False, scale=0)
+        w["used"] = gr.Markdown("", elem_id=elem_id("used"))
 
 
 # -- events across tabs ---------------------------------------------------------------------
-
-
-def _find(demo: gr.Blocks, elem: str):
-    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem)
-
-
-def _tab_of(block) -> gr.Tab:
-    while not isinstance(block, gr.Tab):
-        block = block.parent
-    return block
 
 
 def signature(spec: RunSpec) -> str:
@@ -267,25 +265,44 @@ def signature(spec: RunSpec) -> str:
     return repr((spec.data.sources, spec.model, spec.method.reward))
 
 
-def wire(demo: gr.Blocks, fields: dict, settings) -> None:
-    """Advice from the questions and every tab's fields; "use this" and the fix fill fields."""
-    paths, comps = list(fields), list(fields.values())
-    base = form.spec_from_values(paths, [c.value for c in comps])
-    asked = [_find(demo, elem_id(name)) for name in ASKED]
-    memory = _find(demo, elem_id(MEMORY))
-    chart, text, note = _find(demo, elem_id("chart")), _find(demo, elem_id("advice")), _find(demo, elem_id("note"))
-    check, fix_btn, used = _find(demo, elem_id("check")), _find(demo, elem_id("fix")), _find(demo, elem_id("used"))
+def _read(paths: list[str], values) -> tuple[RunSpec, dict, float | None]:
+    """The handlers' inputs, ASKED pickers + memory + every field, as (spec, picks, GB)."""
     n = len(ASKED)
+    picks = dict(zip(ASKED, values[:n]))
+    gb = values[n] or None
+    spec = form.spec_from_values(paths, values[n + 1:])
+    return spec, picks, gb
 
-    def read(values) -> tuple[RunSpec, dict, float | None]:
-        picks = dict(zip(ASKED, values[:n]))
-        gb = values[n] or None
-        spec = form.spec_from_values(paths, values[n + 1:])
-        return spec, picks, gb
 
+def on_choice(method, kind, reward):
+    line, fix = check_line(method, from_widget(kind), reward)
+    return line, gr.update(visible=bool(fix))
+
+
+def _fill(paths: list[str], spec: RunSpec, values: dict, kind) -> list:
+    """Updates that set `values` (spec path -> value) and leave every other field alone,
+    then the method check for the result."""
+    new = advisor.apply_recipe(spec, values)
+    updates = [form.updates_for(new, [p])[0] if p in values else gr.update() for p in paths]
+    return updates + list(on_choice(new.method.name, kind, new.method.reward))
+
+
+def wire(demo: gr.Blocks, widgets: dict, fields: dict, settings) -> None:
+    """Advice from the questions and every tab's fields; "use this" and the fix fill fields.
+    `widgets` is build's dict plus widgets["tab"], the Method tab (its opening re-infers)."""
+    paths = list(fields)
+    inputs = widgets["asked"] + [widgets["memory"]] + list(fields.values())
+    _wire_advice(widgets, paths, inputs)
+    _wire_inferred(widgets, fields, inputs)
+    _wire_check_and_fix(widgets, fields)
+    _wire_use(widgets, paths, inputs)
+
+
+def _wire_advice(w: dict, paths: list[str], inputs: list) -> None:
+    """A changed answer (or device memory) redraws the chart and the advice."""
     def on_answers(*values):
         try:
-            spec, picks, gb = read(values)
+            spec, picks, gb = _read(paths, values)
         except SpecError as exc:
             return gr.update(), f"**Cannot advise:** fix `{exc.field}` first: {exc.fix}"
         except (ValueError, TypeError) as exc:  # an unreadable field elsewhere: the Train tab names it
@@ -293,15 +310,20 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         chart_html, markdown, _ = render(answers_from(spec, picks, gb))
         return chart_html, markdown
 
-    inputs = asked + [memory] + comps
-    gr.on([c.change for c in asked] + [memory.change], on_answers, inputs, [chart, text], show_progress="hidden", api_visibility="private")
+    gr.on([c.change for c in w["asked"]] + [w["memory"].change], on_answers, inputs, [w["chart"], w["advice"]],
+          show_progress="hidden", api_visibility="private")
+
+
+def _wire_inferred(w: dict, fields: dict, inputs: list) -> None:
+    """The inferred answers, asked again when the data, model or reward they read changed."""
+    paths, comps = list(fields), list(fields.values())
 
     def on_other_tabs(seen, *values):
         """The data, model or reward may have changed: answer the inferred questions again,
         but only when they did, so the person's own corrections survive a tab switch."""
         unchanged = [gr.update()] * (len(INFERRED) + 4)
         try:
-            spec, picks, gb = read(values)
+            spec, picks, gb = _read(paths, values)
         except (SpecError, ValueError, TypeError):
             return unchanged
         now = signature(spec)
@@ -312,32 +334,26 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         chart_html, markdown, _ = render(answers_from(spec, picks, gb))
         return [gr.update(value=picks[name]) for name in INFERRED] + [line, now, chart_html, markdown]
 
+    base = form.spec_from_values(paths, [c.value for c in comps])
     seen = gr.State(signature(base))
-    inferred_outputs = [asked[ASKED.index(name)] for name in INFERRED] + [note, seen, chart, text]
+    inferred_outputs = ([w["asked"][ASKED.index(name)] for name in INFERRED]
+                        + [w["note"], seen, w["chart"], w["advice"]])
     # Opening the tab, rather than each field's change: the browser runs a field's change
     # handlers one after another, so ours would wait behind the Data tab's live preview.
-    triggers = [_tab_of(note).select] + [fields[p].change for p in INFER_TRIGGERS if p in fields]
+    triggers = [w["tab"].select] + [fields[p].change for p in INFER_TRIGGERS if p in fields]
     gr.on(triggers, on_other_tabs, [seen] + inputs, inferred_outputs, show_progress="hidden",
           api_visibility="private", trigger_mode="always_last")
 
-    kind_box = asked[ASKED.index("data_kind")]
 
-    def on_choice(method, kind, reward):
-        line, fix = check_line(method, from_widget(kind), reward)
-        return line, gr.update(visible=bool(fix))
-
+def _wire_check_and_fix(w: dict, fields: dict) -> None:
+    """The line under the method picker, and its one-click fix."""
+    paths, comps = list(fields), list(fields.values())
+    kind_box = w["asked"][ASKED.index("data_kind")]
     # .input, not .change: the browser runs a field's change handlers one after another and
     # this line should not wait for the Data tab's preview; "use this" and the fix set it too
     gr.on([fields["method.name"].input, fields["method.reward"].input, kind_box.change], on_choice,
-          [fields["method.name"], kind_box, fields["method.reward"]], [check, fix_btn],
+          [fields["method.name"], kind_box, fields["method.reward"]], [w["check"], w["fix"]],
           show_progress="hidden", api_visibility="private")
-
-    def fill(spec: RunSpec, values: dict, kind) -> list:
-        """Updates that set `values` (spec path -> value) and leave every other field alone,
-        then the method check for the result."""
-        new = advisor.apply_recipe(spec, values)
-        updates = [form.updates_for(new, [p])[0] if p in values else gr.update() for p in paths]
-        return updates + list(on_choice(new.method.name, kind, new.method.reward))
 
     def on_fix(kind, *values):
         try:
@@ -345,15 +361,18 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
         _, fix = check_line(spec.method.name, from_widget(kind), spec.method.reward)
-        return fill(spec, fix, kind)
+        return _fill(paths, spec, fix, kind)
 
-    fix_btn.click(on_fix, [kind_box] + comps, comps + [check, fix_btn], api_visibility="private")
+    w["fix"].click(on_fix, [kind_box] + comps, comps + [w["check"], w["fix"]], api_visibility="private")
 
+
+def _wire_use(w: dict, paths: list[str], inputs: list) -> None:
+    """"Use this": first the changes it would make, then "apply these changes" fills them."""
     def on_use(*values):
         """First click: the fields it would change, old -> new, and a button to apply them
         (the person's own learning rate or steps are never overwritten unseen)."""
         try:
-            spec, picks, gb = read(values)
+            spec, picks, gb = _read(paths, values)
             advice = advisor.advise(answers_from(spec, picks, gb))
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
@@ -366,9 +385,9 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
 
     def on_confirm(*values):
         try:
-            spec, picks, gb = read(values)
+            spec, picks, gb = _read(paths, values)
             advice = advisor.advise(answers_from(spec, picks, gb))
-            updates = fill(spec, advice.recipe, picks["data_kind"])
+            updates = _fill(paths, spec, advice.recipe, picks["data_kind"])
         except SpecError as exc:
             raise gr.Error(f"{exc.field}: {exc.fix}") from None
         shown = ", ".join(f"{k}={v}" for k, v in advice.recipe.items() if k.startswith(("method.", "train.")))
@@ -376,6 +395,7 @@ def wire(demo: gr.Blocks, fields: dict, settings) -> None:
                 f"`{shown}`")
         return [*updates, done, gr.update(visible=False)]
 
-    confirm = _find(demo, elem_id("confirm"))
-    _find(demo, elem_id("use")).click(on_use, inputs, [used, confirm], api_visibility="private")
-    confirm.click(on_confirm, inputs, comps + [check, fix_btn, used, confirm], api_visibility="private")
+    comps = inputs[len(ASKED) + 1:]
+    w["use"].click(on_use, inputs, [w["used"], w["confirm"]], api_visibility="private")
+    w["confirm"].click(on_confirm, inputs, comps + [w["check"], w["fix"], w["used"], w["confirm"]],
+                       api_visibility="private")
