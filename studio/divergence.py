@@ -85,6 +85,7 @@ def _host_copy(obj):
 
 
 def make_guard(train_spec, log=lambda record: None, last_checkpoint=lambda: None):
+    # Over 60 lines on purpose: one TrainerCallback class, defined inside so that importing this module never imports transformers.
     """The TrainerCallback. `log(record)` appends to metrics.jsonl (a no-op on extra
     ranks); `last_checkpoint()` names the newest complete checkpoint for the message.
     Set `.trainer` (studio.methods.common.run_trainer does) so a rollback can also clear

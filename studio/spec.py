@@ -4,6 +4,7 @@ worker all share.
 Plain dataclasses, a YAML round trip and `validate()`. Nothing here imports torch,
 trl or peft: the UI process imports this module on every keystroke.
 """
+# Over ~400 lines on purpose: every field of a run, with its default and meaning, in one place (the checks live in spec_checks.py).
 from __future__ import annotations
 
 import dataclasses

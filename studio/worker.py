@@ -212,6 +212,7 @@ def main(argv: list[str]) -> int:
 
 
 def run_method(spec: RunSpec, run_dir: Path, lead: bool) -> int:
+    # Over 60 lines on purpose: the worker's one sequence (load, data, train, save, status) reads top to bottom.
     from studio.methods import method
     from studio.methods.context import TrainContext
     from studio.metrics import MetricsWriter, make_callback

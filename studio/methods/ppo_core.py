@@ -20,6 +20,7 @@ Tensors over completion tokens are [batch, T]: position t holds the t-th generat
 its log-prob, the value of the state *before* it, and `mask` is 1 up to and including the
 first eos (the eos is an action too: the policy learns when to stop), 0 after.
 """
+# Over ~400 lines on purpose: the whole PPO loop (rollout, score, shape, GAE, update) reads as one unit; trl has none to call.
 from __future__ import annotations
 
 import copy

@@ -235,6 +235,7 @@ def _wire_statuses(h: Handlers, a: dict, b: dict, ev: list, loaded_md) -> dict:
 
 
 def build(cache: ModelCache, settings, demo_only: bool) -> dict:
+    # Over 60 lines on purpose: the tab's layout, widget by widget, in the order the page shows it.
     """The Chat tab; returns its widgets for wire() (the two model pickers, the status
     refresh)."""
     runs_dir = settings.runs_dir

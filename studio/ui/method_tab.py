@@ -6,6 +6,7 @@ Every decision is studio.advisor's; this module only turns widgets into Answers 
 Advice into widgets. Contract (as the other tabs): `build(spec) -> widgets` and
 `wire(demo, widgets, fields, settings)` once every tab exists; nothing about one app is
 kept at module level."""
+# Just over ~400 lines: the advisor's widgets and their wiring for one tab.
 from __future__ import annotations
 
 import html
