@@ -170,3 +170,13 @@ LEAF_INPUTS = {
                        memory_needed_qlora_bytes=30 * GB, device_memory_bytes=24 * GB),
 }
 
+
+@pytest.fixture
+def runs(tmp_path):
+    """A test's runs folder; every run left in it is stopped, even when the test failed
+    (a module that needs another runs folder defines its own `runs`)."""
+    path = tmp_path / "runs"
+    yield path
+    for run in path.iterdir() if path.exists() else ():
+        if (run / "status.json").exists():
+            jobs.stop(run, timeout=5)

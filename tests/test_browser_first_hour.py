@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from studio import jobs
 from studio.ui.app import AppSettings
 from tests.browser import browser, serve
 
@@ -52,14 +51,6 @@ def assert_train_fits(page) -> None:
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= 1000 and box["x"] + box["width"] <= 1400, \
             (sel, box)
 
-
-@pytest.fixture
-def runs(tmp_path):
-    runs = tmp_path / "runs"
-    yield runs
-    for run in runs.iterdir() if runs.exists() else ():
-        if (run / "status.json").exists():
-            jobs.stop(run, timeout=5)
 
 
 def test_the_first_hour(runs):

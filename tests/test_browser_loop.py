@@ -18,16 +18,6 @@ PLOT_POINTS = ("g=document.querySelector('#loss-plot .js-plotly-plot');"
                "g && g.data && g.data.length && g.data[0].x.length >= {n}")
 
 
-@pytest.fixture
-def runs(tmp_path):
-    """The runs folder of a test; every run left in it is stopped even if the test failed."""
-    path = tmp_path / "runs"
-    yield path
-    if path.exists():
-        for run in path.iterdir():
-            if (run / "status.json").exists():
-                jobs.stop(run)
-
 
 def test_default_run_trains_charts_and_chats(tmp_path, runs):
     from studio.ui.app import AppSettings

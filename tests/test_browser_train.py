@@ -55,15 +55,6 @@ def pick(page, elem_id, text):
     page.locator("ul[role='listbox'] li", has_text=text).first.click()
 
 
-@pytest.fixture
-def runs(tmp_path):
-    """The runs directory; whatever the test leaves running is stopped, even on failure."""
-    runs = tmp_path / "runs"
-    yield runs
-    for run in runs.iterdir() if runs.exists() else ():
-        if (run / "status.json").exists():
-            jobs.stop(run, timeout=5)
-
 
 def test_train_tab_story(runs):
     from studio.ui.app import AppSettings

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio import charts, jobs
+from studio import charts
 from studio.metrics import read_all
 from studio.spec import Problem
 from studio.ui import form, train_tab
@@ -114,14 +114,6 @@ def pick(page, elem_id, text):
 def info_of(page, elem_id) -> str:
     return page.locator(f"#{elem_id}").inner_text()
 
-
-@pytest.fixture
-def runs(tmp_path):
-    runs = tmp_path / "runs"
-    yield runs
-    for run in runs.iterdir() if runs.exists() else ():
-        if (run / "status.json").exists():
-            jobs.stop(run, timeout=5)
 
 
 @pytest.mark.browser
