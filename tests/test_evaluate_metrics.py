@@ -88,3 +88,17 @@ def test_drop_past_threshold_and_the_regressions_filter():
              ("A", 2, "3", 0.0), ("B", 2, "1", 1.0)]]
     assert [r[0] for r in report.ab_table(rows, "t", "A", "B", only_regressions=True)] == [0]
     assert len(report.ab_table(rows, "t", "A", "B")) == 3
+
+
+def test_a_cached_hub_revision_is_accepted_and_another_refused(tmp_path, monkeypatch):
+    # the evaluation asks the cache as the loader does (studio.hub): revision and HF_HUB_CACHE count
+    from studio.evaluate.models import resolve
+    from tests.test_hub_offline import put_in_cache
+
+    root = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(root))
+    put_in_cache(root, "model", "acme/tiny", {"config.json": b"{}"}, "a" * 40, ref="v1")
+    assert resolve("acme/tiny@v1").kind == "path"
+    with pytest.raises(ValueError, match="not in the local hub cache"):
+        resolve("acme/tiny@v2")

@@ -88,16 +88,16 @@ def _check_folder(path: Path, ref: str) -> None:
                          "(save the model with safe_serialization=True)")
 
 
-def _check_hub_id(repo: str) -> None:
-    """Offline (HF_HUB_OFFLINE=1), a hub id must already be in the cache."""
-    import os
+def _check_hub_id(text: str) -> None:
+    """Offline, a hub id (org/name[@revision]) must already be in the cache: the same
+    lookup the model loader makes (studio.hub), so revisions and HF_HUB_CACHE count."""
+    from studio import hub
 
-    if os.environ.get("HF_HUB_OFFLINE") != "1":
+    if not hub.offline():
         return
-    from huggingface_hub import try_to_load_from_cache
-
-    if not isinstance(try_to_load_from_cache(repo, "config.json"), str):
-        raise ValueError(f"models: '{repo}' is not in the local hub cache and this machine is offline "
+    repo, revision = hub.split_id(text)
+    if hub.cached_snapshot(repo, revision) is None:
+        raise ValueError(f"models: '{text}' is not in the local hub cache and this machine is offline "
                          "(HF_HUB_OFFLINE=1); download it first or give a local folder")
 
 
