@@ -63,16 +63,18 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """True while any non-zombie process is left in the group."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            continue
-        if stat[0] != "Z" and int(stat[2]) == pgid:
-            return True
-    return False
+    return bool(group_members(pgid))
+
+
+def stop_group(pgid: int, grace: float = 10.0) -> None:
+    """SIGTERM to the whole group, SIGKILL if anything is left after `grace` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_group(pgid, sig)
+        deadline = time.time() + grace
+        while time.time() < deadline and _group_alive(pgid):
+            time.sleep(0.1)
+        if not _group_alive(pgid):
+            return
 
 
 def group_members(pgid: int) -> list[int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 
 from studio import jobs
+from studio.stopping import stop_group
 from studio.evaluate.spec import EvalSpec
 
 EVAL_DIR = "eval"
@@ -123,16 +123,7 @@ def stop(eval_dir, timeout: float = 10.0) -> dict:
     st = read_status(eval_dir)
     pgid = st.get("pgid")
     if pgid and _alive(st.get("pid")):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(int(pgid), sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            deadline = time.time() + timeout
-            while time.time() < deadline and jobs.group_members(int(pgid)):
-                time.sleep(0.1)
-            if not jobs.group_members(int(pgid)):
-                break
+        stop_group(int(pgid), timeout)
     if read_status(eval_dir).get("state") not in jobs.TERMINAL:
         return write_status(eval_dir, state="stopped", ended=time.time())
     return read_status(eval_dir)
