@@ -153,10 +153,11 @@ def interleaved(sides: dict, repeats: int, on_result=None) -> dict:
     return results
 
 
-def save_tiny_model(folder: Path, recipe: str = "quickstart", seed: int = 42) -> Path:
+def save_tiny_model(folder: Path, recipe: str = "quickstart", seed: int = 42, **shape) -> Path:
     """The recipe's scratch model (seeded weights) and tokenizer saved as an ordinary model
     folder (safetensors), so the studio, a bare script and LlamaFactory load the same one.
-    Imports torch: call it in the parent, before timing anything."""
+    `shape` overrides model fields (d_model=512, n_layers=8: a model whose compute, not
+    Python overhead, sets the speed). Imports torch: call it in the parent, before timing."""
     folder = Path(folder)
     if (folder / "config.json").is_file():
         return folder
@@ -166,6 +167,8 @@ def save_tiny_model(folder: Path, recipe: str = "quickstart", seed: int = 42) ->
     from studio.presets import load_run
 
     spec = load_run(recipe)
+    for key, value in shape.items():
+        setattr(spec.model, key, value)
     tokenizer = load_tokenizer(spec.model)
     set_seed(seed)
     model = build_or_load(spec.model, tokenizer)

@@ -93,6 +93,19 @@ class Served:
         self._gguf: dict[str, Any] = {}
         self._lock = threading.Lock()
 
+    def loaded_backend(self, model_id: str):
+        """The backend when its model is already in memory (no loading, so the event loop
+        may ask), else None."""
+        source = self.sources.get(model_id)
+        if source is None:
+            return None
+        if source.endswith(".gguf"):
+            return self._gguf.get(model_id)
+        from studio.ship.engine import HFBackend
+
+        loaded = self.cache.peek(source, runs_dir=self.runs_dir)
+        return HFBackend(loaded) if loaded is not None and loaded.device == self.device else None
+
     def backend(self, model_id: str):
         if model_id not in self.sources:
             raise ApiError(404, f"model: '{model_id}' is not served here; GET /v1/models lists "
@@ -163,10 +176,20 @@ async def _in_thread(events):
 
     threading.Thread(target=pump, daemon=True).start()
     try:
-        while (item := await queue.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        while True:
+            # what queued up while the last write went out leaves in one write: fewer
+            # socket sends when tokens come faster than a client reads
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            texts = [item for item in items if isinstance(item, str)]
+            if texts:
+                yield "".join(texts)
+            for item in items:
+                if isinstance(item, BaseException):
+                    raise item
+            if items[-1] is done:
+                return
     finally:
         stop.set()
 
@@ -192,7 +215,7 @@ def create_app(served: Served, api_key: str | None = None):
     from fastapi.responses import JSONResponse, StreamingResponse
     from starlette.concurrency import run_in_threadpool
 
-    def check_key(request: Request) -> None:
+    async def check_key(request: Request) -> None:  # async: a plain def would cost a thread hop per request
         if not api_key:
             return
         given = request.headers.get("authorization", "")
@@ -221,7 +244,7 @@ def create_app(served: Served, api_key: str | None = None):
 
     async def answer(kind: str, req: _Sampling, prompt_of):
         req.params()  # refuse bad parameters before loading anything
-        backend = await run_in_threadpool(served.backend, req.model)
+        backend = served.loaded_backend(req.model) or await run_in_threadpool(served.backend, req.model)
         prompt = prompt_of(backend)
         if req.stream:
             body = _in_thread(_stream(kind, req.model, backend, prompt, req))
