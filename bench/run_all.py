@@ -8,7 +8,7 @@ Runs each script as its own process (so one's imports do not warm another's), sh
 output as it goes, and reads the JSON each writes under bench/results/. The data
 pipeline (bench/data_pipeline.py) and estimator accuracy (bench/estimate_memory.py)
 belong to the data and model layers; their tables are shown as they print them.
-Writes bench/results/summary.json. Takes ~30-60 minutes on 2 busy cores (--quick: ~15).
+Writes bench/results/summary.json. Takes ~40-70 minutes on 2 busy cores (--quick: ~15).
 """
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def plan(quick: bool) -> dict[str, list[str]]:
         "chat_latency": ["chat_latency.py", "--rounds", "10" if few else "100"],
         "data_pipeline": ["data_pipeline.py", "--rows", "20000" if few else "100000"],
         "estimate_memory": ["estimate_memory.py"],
+        "serve_latency": ["serve_latency.py", "--rounds", "5" if few else "30"],
+        "serve_latency_small": ["serve_latency.py", "--size", "small", "--rounds", "5" if few else "30"],
     }
 
 
@@ -120,6 +122,19 @@ def summary_rows(ran: dict) -> list[list]:
                          verdict(chat["tokens_per_cpu_s_ratio"], 1.1)])
         rows.append(["chat: bare / studio tokens/s", fmt(chat["tokens_per_s_ratio"], 3), "<= 1.1",
                      verdict(chat["tokens_per_s_ratio"], 1.1)])
+    for name, label in (("serve_latency", "~1M"), ("serve_latency_small", "~30M")):
+        serve = (load(name) or {}).get("serve")
+        if not serve:
+            continue
+        bare = serve["bare"]
+        for side, how in (("raw", "plain httpx"), ("served", "openai client")):
+            if side not in serve:  # a JSON from before the plain-httpx side
+                continue
+            first = serve[side]["first_token_ms"] / bare["first_token_ms"]
+            speed = bare["tokens_per_s"] / serve[side]["tokens_per_s"]
+            rows.append([f"serve ({label}, {how}) / bare: first text", fmt(first, 3), "<= 1.1", verdict(first, 1.1)])
+            rows.append([f"serve ({label}, {how}): bare / served tokens/s", fmt(speed, 3), "<= 1.1",
+                         verdict(speed, 1.1)])
     return rows
 
 
