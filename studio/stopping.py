@@ -77,15 +77,27 @@ def stop_group(pgid: int, grace: float = 10.0) -> None:
             return
 
 
+def _stat(proc: Path) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, pgid third)."""
+    try:
+        return (proc / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):  # gone meanwhile, or not ours to read
+        return None
+
+
+def running(pid: int) -> bool:
+    """True while `pid` runs: a process that exited but was not yet reaped by its parent
+    (a zombie, which still answers kill(pid, 0)) counts as gone."""
+    stat = _stat(Path(f"/proc/{pid}"))
+    return stat is not None and stat[0] != "Z"
+
+
 def group_members(pgid: int) -> list[int]:
     out = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            if stat[0] != "Z" and int(stat[2]) == pgid:
+            stat = _stat(proc)
+            if stat is not None and stat[0] != "Z" and int(stat[2]) == pgid:
                 out.append(int(proc.name))
     return out
 
@@ -102,9 +114,9 @@ def worker_pids(run_dir: str | Path) -> list[int]:
             continue
         try:
             args = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):  # gone meanwhile, or not ours to read
+        except OSError:  # gone meanwhile, or not ours to read
             continue
-        if state != "Z" and b"studio.worker" in args and targets & set(args):
+        stat = _stat(proc)
+        if stat is not None and stat[0] != "Z" and b"studio.worker" in args and targets & set(args):
             out.append(int(proc.name))
     return out

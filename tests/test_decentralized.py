@@ -72,3 +72,54 @@ def test_stopping_the_run_stops_every_peer_and_daemon(tmp_path):
         assert jobs.stop(run_dir)["state"] == "stopped"
         left = [pid for pid in {*peer_pids, *group} if alive(pid)]
         assert not left, describe(left)
+
+
+@needs_engines
+@pytest.mark.slow
+def test_a_peer_joins_midrun_and_averages_with_the_others(tmp_path):
+    """Two peers train; a third started later with --join (the command the Scale-out help
+    shows, the DHT address from peers/dht.txt) takes the group's tensors, then averages
+    with the others (groups of at most `peers`: with a joiner, hivemind pairs them off
+    differently each round), and the run waits for it before it ends. The joiner is not
+    the worker's child and stays unreaped until the test waits on it, as a peer started
+    from a shell whose parent is busy would: the run must still see it end."""
+    import subprocess
+
+    from studio.scaleout import decentralized, env
+
+    base = tiny_base(tmp_path / "base")
+    steps, k = 12, 2  # a round takes ~5 s here (3 peers, a worker and p2pd daemons on 2 cores)
+    spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
+        "enabled": True, "peers": 2, "average_every": k, "averaging_timeout": 5}}, name="decjoin", max_rows=300)
+    with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
+        peers = run_dir / "peers"
+        deadline = time.time() + 300
+        while not (peers / "peer-0.jsonl").exists() or not (peers / "peer-0.jsonl").read_text():
+            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+            assert time.time() < deadline, "the peers did not average in 300 s"
+            time.sleep(0.2)
+        maddrs = (peers / "dht.txt").read_text().split()
+        cmd = decentralized.peer_command(run_dir / "spec.yaml", 2, peers, maddrs, join=True)
+        with open(peers / "peer-2.log", "ab") as log:  # its own group, as on another machine
+            joiner = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env.child_env(),
+                                      start_new_session=True)
+        try:
+            records = finished(run_dir, proc)
+            assert joiner.wait(timeout=60) == 0, (peers / "peer-2.log").read_text()[-2000:]
+        finally:
+            if joiner.poll() is None:
+                os.killpg(joiner.pid, signal.SIGKILL)
+            joiner.wait()
+
+    def series(peer, key):
+        return [(r["step"], r[f"peer/{peer}/{key}"]) for r in records if f"peer/{peer}/{key}" in r]
+
+    assert series("0", "group_size")[0] == (k, 2)  # the two started together
+    joined = series("2", "group_size")
+    assert len(joined) == steps // k, joined  # the joiner trained its whole run
+    assert any(g >= 2 for _, g in joined), joined  # it averaged with the others (alone once they end)
+    # it started from the group's tensors, not the base: its first loss is below what
+    # the others' was on the base, and near theirs at the time it joined
+    first_joined_loss = series("2", "loss")[0][1]
+    assert first_joined_loss < series("0", "loss")[0][1] - 0.5, (first_joined_loss, series("0", "loss"))
+    assert (run_dir / "final").is_dir()

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from studio import stopping
 from studio.scaleout import env
 from studio.scaleout.local import LocalTrainer, check_method, client_specs
 from studio.spec import RunSpec
@@ -97,13 +98,13 @@ def follow(ctx, out: Path, procs, total: int) -> None:
 def _alive(pid_file: Path) -> bool:
     try:
         pid = int(pid_file.read_text())
-        os.kill(pid, 0)
     except (ValueError, OSError):
         return False
-    try:  # a child of ours that exited but was not yet reaped still answers kill(pid, 0)
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
+    try:  # reap a child of ours that exited (a peer started here)
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not ours: a peer that joined from a shell
+        pass
+    return stopping.running(pid)  # an exited, unreaped peer is a zombie: gone
 
 
 def run_peer(spec_path: str, index: int, out: Path, initial_peers: list[str], join: bool) -> None:
@@ -113,8 +114,10 @@ def run_peer(spec_path: str, index: int, out: Path, initial_peers: list[str], jo
     spec = RunSpec.load(spec_path)
     dec = spec.train.decentralized
     specs = peer_specs(spec)
+    # a peer that joins later (index past the started ones) takes the data of peer
+    # index % N: its own copy of that shard or source
     one = specs[index % len(specs)]
-    shard = (index, len(specs)) if len(spec.data.sources) == 1 else None
+    shard = (index % len(specs), len(specs)) if len(spec.data.sources) == 1 else None
     local = LocalTrainer(one, shard=shard)
     (out / f"peer-{index}.pid").write_text(str(os.getpid()))
     node = dht(dec.host, initial_peers)
