@@ -15,6 +15,15 @@ from tests.scaleout_cases import adapter, alive, describe, finished, needs_engin
 ARITH = "assets/data/arith_sft_train.jsonl"
 
 
+def wait_until_averaged(run_dir, proc, peer: int, timeout: float = 300) -> None:
+    """Until peer `peer` has written its first line (one averaging round done)."""
+    path, deadline = run_dir / "peers" / f"peer-{peer}.jsonl", time.time() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
+        assert time.time() < deadline, f"peer {peer} did not average in {timeout:.0f} s"
+        time.sleep(0.2)
+
+
 @needs_engines
 @pytest.mark.slow
 def test_three_peers_one_killed_midrun(tmp_path):
@@ -24,13 +33,7 @@ def test_three_peers_one_killed_midrun(tmp_path):
         "enabled": True, "peers": 3, "average_every": k, "averaging_timeout": 10}}, name="dec", max_rows=300)
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         peers = run_dir / "peers"
-        deadline = time.time() + 300
-        while time.time() < deadline:  # the victim has averaged once with the others
-            lines = (peers / "peer-2.jsonl").read_text().splitlines() if (peers / "peer-2.jsonl").exists() else []
-            if lines:
-                break
-            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
-            time.sleep(0.2)
+        wait_until_averaged(run_dir, proc, 2)  # the victim has averaged once with the others
         os.kill(int((peers / "peer-2.pid").read_text()), signal.SIGKILL)
         records = finished(run_dir, proc)
 
@@ -88,16 +91,14 @@ def test_a_peer_joins_midrun_and_averages_with_the_others(tmp_path):
     from studio.scaleout import decentralized, env
 
     base = tiny_base(tmp_path / "base")
-    steps, k = 12, 2  # a round takes ~5 s here (3 peers, a worker and p2pd daemons on 2 cores)
+    # a round takes ~5 s here (3 peers, a worker and p2pd daemons on 2 cores); the joiner
+    # needs ~10-25 s to start, and must find the run still going
+    steps, k = 20, 2
     spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
         "enabled": True, "peers": 2, "average_every": k, "averaging_timeout": 5}}, name="decjoin", max_rows=300)
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         peers = run_dir / "peers"
-        deadline = time.time() + 300
-        while not (peers / "peer-0.jsonl").exists() or not (peers / "peer-0.jsonl").read_text():
-            assert proc.poll() is None, (run_dir / "train.log").read_text()[-2000:]
-            assert time.time() < deadline, "the peers did not average in 300 s"
-            time.sleep(0.2)
+        wait_until_averaged(run_dir, proc, 0)
         maddrs = (peers / "dht.txt").read_text().split()
         cmd = decentralized.peer_command(run_dir / "spec.yaml", 2, peers, maddrs, join=True)
         with open(peers / "peer-2.log", "ab") as log:  # its own group, as on another machine
