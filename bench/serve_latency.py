@@ -171,7 +171,7 @@ def gguf_rounds(folder: str, tmp: Path, args) -> tuple[dict, list]:
 
     from studio.inference import GenerationSettings, build_prompt, load
     from studio.ship import gguf
-    from studio.ship.engine import GGUFBackend, Params
+    from studio.ship.engine import GGUFBackend
 
     loaded = load(folder, device="cpu")
     ids = loaded.tokenizer(build_prompt(loaded.tokenizer, MESSAGES, GenerationSettings()),

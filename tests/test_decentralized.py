@@ -15,6 +15,12 @@ from tests.scaleout_cases import adapter, alive, describe, finished, needs_engin
 ARITH = "assets/data/arith_sft_train.jsonl"
 
 
+def peers_spec(tmp_path, name: str, steps: int, k: int, peers: int, timeout: float):
+    """A decentralized SFT run on shards of 300 arithmetic rows, on a tiny random base."""
+    return scaleout_spec(tiny_base(tmp_path / "base"), [ARITH], {"max_steps": steps, "decentralized": {
+        "enabled": True, "peers": peers, "average_every": k, "averaging_timeout": timeout}}, name=name, max_rows=300)
+
+
 def wait_until_averaged(run_dir, proc, peer: int, timeout: float = 300) -> None:
     """Until peer `peer` has written its first line (one averaging round done)."""
     path, deadline = run_dir / "peers" / f"peer-{peer}.jsonl", time.time() + timeout
@@ -27,10 +33,8 @@ def wait_until_averaged(run_dir, proc, peer: int, timeout: float = 300) -> None:
 @needs_engines
 @pytest.mark.slow
 def test_three_peers_one_killed_midrun(tmp_path):
-    base = tiny_base(tmp_path / "base")
     steps, k = 10, 2
-    spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
-        "enabled": True, "peers": 3, "average_every": k, "averaging_timeout": 10}}, name="dec", max_rows=300)
+    spec = peers_spec(tmp_path, "dec", steps, k, peers=3, timeout=10)
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         peers = run_dir / "peers"
         wait_until_averaged(run_dir, proc, 2)  # the victim has averaged once with the others
@@ -58,9 +62,7 @@ def test_three_peers_one_killed_midrun(tmp_path):
 def test_stopping_the_run_stops_every_peer_and_daemon(tmp_path):
     """The studio stops a run by its process group: the peers, the worker's DHT node and
     every hivemind p2pd daemon must be in it, so none outlives studio.jobs.stop."""
-    base = tiny_base(tmp_path / "base")
-    spec = scaleout_spec(base, [ARITH], {"max_steps": 10_000, "decentralized": {
-        "enabled": True, "peers": 3, "average_every": 2, "averaging_timeout": 10}}, name="decstop", max_rows=300)
+    spec = peers_spec(tmp_path, "decstop", 10_000, 2, peers=3, timeout=10)
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         peers = run_dir / "peers"
         deadline = time.time() + 300
@@ -90,12 +92,10 @@ def test_a_peer_joins_midrun_and_averages_with_the_others(tmp_path):
 
     from studio.scaleout import decentralized, env
 
-    base = tiny_base(tmp_path / "base")
     # a round takes ~5 s here (3 peers, a worker and p2pd daemons on 2 cores); the joiner
     # needs ~10-25 s to start, and must find the run still going
     steps, k = 20, 2
-    spec = scaleout_spec(base, [ARITH], {"max_steps": steps, "decentralized": {
-        "enabled": True, "peers": 2, "average_every": k, "averaging_timeout": 5}}, name="decjoin", max_rows=300)
+    spec = peers_spec(tmp_path, "decjoin", steps, k, peers=2, timeout=5)
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         peers = run_dir / "peers"
         wait_until_averaged(run_dir, proc, 0)
