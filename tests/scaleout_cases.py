@@ -98,15 +98,6 @@ def describe(pids: list[int]) -> list[str]:
     return out
 
 
-def alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie, exited but not reaped, counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 def finished(run_dir: Path, proc, timeout: float = 400) -> list[dict]:
     proc.wait(timeout=timeout)
     st = jobs.read_status(run_dir)

@@ -16,8 +16,7 @@ import pytest
 from studio.ship import export_job, gguf
 from studio.ui.app import AppSettings
 from tests.browser import browser, free_port, serve
-from tests.conftest import spec_from
-from tests.test_inference import save_tiny_model
+from tests.test_inference import tiny_lora_run
 
 HAVE_GGUF = gguf.tools_dir() is not None and gguf.runtime_version() is not None
 
@@ -53,13 +52,7 @@ def test_export_tab_merged_checkpoint_gguf_and_serve(tmp_path, train_run):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    base = save_tiny_model(tmp_path / "base")
-    run_dir = train_run(spec_from(
-        name="tuned", model={"source": "pretrained", "name_or_path": str(base), "max_seq_len": 128},
-        data={"sources": [{"path": "assets/data/arith_sft_train.jsonl"}], "eval_fraction": 0.0},
-        method={"name": "sft", "regime": "lora", "lora_r": 8, "lora_dropout": 0.0},
-        train={"max_steps": 6, "save_every": 3, "batch_size": 8, "learning_rate": 3e-2, "warmup_steps": 0,
-               "log_every": 1}))
+    base, run_dir = tiny_lora_run(tmp_path, train_run, save_every=3)
     runs, rid = run_dir.parent, run_dir.name
     exports = runs / "exports"
     port = free_port()

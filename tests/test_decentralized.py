@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from studio import jobs
-from tests.scaleout_cases import adapter, alive, describe, finished, needs_engines, scaleout_spec, start_worker, tiny_base
+from studio import jobs, stopping
+from tests.scaleout_cases import adapter, describe, finished, needs_engines, scaleout_spec, start_worker, tiny_base
 
 ARITH = "assets/data/arith_sft_train.jsonl"
 
@@ -75,7 +75,7 @@ def test_stopping_the_run_stops_every_peer_and_daemon(tmp_path):
         names = " ".join(describe(group))
         assert set(peer_pids) <= set(group) and "p2pd" in names, names  # peers and daemons: one group
         assert jobs.stop(run_dir)["state"] == "stopped"
-        left = [pid for pid in {*peer_pids, *group} if alive(pid)]
+        left = [pid for pid in {*peer_pids, *group} if stopping.running(pid)]
         assert not left, describe(left)
 
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from studio import jobs
+from studio import jobs, stopping
 from studio.spec import RunSpec
-from tests.scaleout_cases import (adapter, alive, describe, finished, needs_engines, scaleout_spec, start_worker,
+from tests.scaleout_cases import (adapter, describe, finished, needs_engines, scaleout_spec, start_worker,
                                   tiny_base)
 
 ARITH = "assets/data/arith_sft_train.jsonl"
@@ -92,5 +92,5 @@ def test_stopping_the_run_stops_every_client(tmp_path):
         clients = [line for line in describe(group) if "studio.scaleout.federated client" in line]
         assert len(clients) == 3, describe(group)
         assert jobs.stop(run_dir)["state"] == "stopped"
-        left = [pid for pid in group if alive(pid)]
+        left = [pid for pid in group if stopping.running(pid)]
         assert not left, describe(left)

@@ -35,6 +35,19 @@ def save_tiny_model(folder: Path, seed: int = 0, **overrides) -> Path:
     return folder
 
 
+def tiny_lora_run(folder: Path, train_run, **train) -> tuple[Path, Path]:
+    """(base, run dir): save_tiny_model LoRA-tuned for 6 steps on the arithmetic chats
+    (~30 s CPU), a run with an adapter to chat with, compare and export."""
+    base = save_tiny_model(folder / "base")
+    run_dir = train_run(spec_from(
+        name="tuned", model={"source": "pretrained", "name_or_path": str(base), "max_seq_len": 128},
+        data={"sources": [{"path": "assets/data/arith_sft_train.jsonl"}], "eval_fraction": 0.0},
+        method={"name": "sft", "regime": "lora", "lora_r": 8, "lora_dropout": 0.0},
+        train={"max_steps": 6, "batch_size": 8, "learning_rate": 3e-2, "warmup_steps": 0, "log_every": 1,
+               **train}))
+    return base, run_dir
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return inference.load(str(save_tiny_model(tmp_path_factory.mktemp("tiny") / "m")), device="cpu")

@@ -17,7 +17,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from studio.ship.engine import Params, Usage, open_backend, run
+from studio.ship.engine import HFBackend, Params, Usage, open_backend, run
 
 DEFAULT_MAX_TOKENS = 256
 
@@ -101,8 +101,6 @@ class Served:
             return None
         if source.endswith(".gguf"):
             return self._gguf.get(model_id)
-        from studio.ship.engine import HFBackend
-
         loaded = self.cache.peek(source, runs_dir=self.runs_dir)
         return HFBackend(loaded) if loaded is not None and loaded.device == self.device else None
 
