@@ -65,20 +65,27 @@ class Union:
         for name in ("additions", "subtractions"):
             spec = scaleout_spec(base, [str(Path(split[0]).parent / f"test-{name}.jsonl")], {"max_steps": 1})
             spec.data.eval_fraction = 0.999
-            self.parts.append(LocalTrainer(spec, need_train=False).eval_rows)
+            self.scorer = LocalTrainer(spec, need_train=False)
+            self.parts.append(self.scorer.eval_rows)
 
-    def loss(self, trainer) -> float:
-        return sum(trainer.eval_loss(rows) for rows in self.parts) / len(self.parts)
+    def loss(self, model) -> float:
+        self.scorer.model = model  # its batching and loss, on any model
+        return sum(self.scorer.eval_loss(rows) for rows in self.parts) / len(self.parts)
 
 
 @pytest.fixture(scope="module")
-def baselines(well_read_base, split):
+def union(well_read_base, split):
+    return Union(well_read_base, split)
+
+
+@pytest.fixture(scope="module")
+def baselines(well_read_base, split, union):
     """Union held-out loss of each client trained alone, and of one model trained on both."""
-    union, losses = Union(well_read_base, split), {}
+    losses = {}
     for name, sources in (("local-additions", split[:1]), ("local-subtractions", split[1:]), ("central", split)):
         trainer = LocalTrainer(scaleout_spec(well_read_base, sources, {"max_steps": 1, **TRAIN}))
         trainer.train_steps(ROUNDS * LOCAL * (2 if name == "central" else 1))
-        losses[name] = union.loss(trainer)
+        losses[name] = union.loss(trainer.model)
     return losses
 
 
@@ -94,16 +101,13 @@ ENGINES = {
 @pytest.mark.truth
 @pytest.mark.timeout(3600)  # 600 pretraining steps, 800 local steps, 400 per engine
 @pytest.mark.parametrize("engine", list(ENGINES))
-def test_scaled_out_model_beats_local_and_nears_central(engine, tmp_path, well_read_base, split, baselines):
+def test_scaled_out_model_beats_local_and_nears_central(engine, tmp_path, well_read_base, split, union, baselines):
     from studio.inference import load
 
     spec = scaleout_spec(well_read_base, split, ENGINES[engine], name=f"{engine}-truth")
     with start_worker(spec, tmp_path / "runs") as (run_dir, proc):
         finished(run_dir, proc, timeout=2400)
-    union = Union(well_read_base, split)
-    scorer = LocalTrainer(scaleout_spec(well_read_base, split[:1], {"max_steps": 1}), need_train=False)
-    scorer.model = load(str(run_dir / "final"), device="cpu").model
-    losses = dict(baselines, **{engine: union.loss(scorer)})
+    losses = dict(baselines, **{engine: union.loss(load(str(run_dir / "final"), device="cpu").model)})
     best_local = min(losses["local-additions"], losses["local-subtractions"])
     gap, spread = losses[engine] - losses["central"], best_local - losses["central"]
     print(f"{engine}: union held-out loss", json.dumps({k: round(v, 3) for k, v in losses.items()}),
